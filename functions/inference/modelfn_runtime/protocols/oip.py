@@ -1,0 +1,166 @@
+"""Open Inference Protocol v2 (KServe v2 / Triton) REST codec, with the binary tensor data extension.
+
+A binary request body is the JSON header followed by raw tensor bytes; the header's length is in
+``Inference-Header-Content-Length`` and each binary input names its size in
+``parameters.binary_data_size``. Responses use the same layout when the client asks for binary
+outputs (``binary_data_output`` or an output's ``binary_data``), as ``tritonclient.http`` does by default.
+
+Example:
+    >>> from modelfn_runtime.http import HttpRequest
+    >>> body = b'{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}'
+    >>> decode_infer(HttpRequest("POST", "/v2/models/m/infer", body=body)).inputs["x"].shape
+    (1, 2)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadRequest
+from ..http import HttpRequest, HttpResponse
+from ..modelcard import ModelCard
+from ..tensors import datatype_of, element_count, from_binary, to_binary
+from .common import check_content_type, json_object, json_value, tensor_from_json
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    outputs: list[str] | None = None
+    binary_outputs: set[str] = field(default_factory=set)
+    binary_by_default: bool = False
+    id: str | None = None
+
+    def wants_binary(self, output: str) -> bool:
+        return output in self.binary_outputs or (self.outputs is None and self.binary_by_default)
+
+    @property
+    def batch_size(self) -> int:
+        first = next(iter(self.inputs.values()), None)
+        return int(first.shape[0]) if first is not None and first.ndim else 1
+
+
+def decode_infer(request: HttpRequest) -> InferRequest:
+    check_content_type(request.content_type)
+    header, binary = _split_body(request)
+    payload = json_object(header, "inference request header" if binary else "request body")
+    raw_inputs = payload.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest('the request needs a non-empty "inputs" list of {"name", "shape", "datatype", "data"}')
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for raw in raw_inputs:
+        name, array, used = _decode_input(raw, binary, offset)
+        if name in inputs:
+            raise BadRequest(f"input {name!r} appears twice; send each input once")
+        inputs[name] = array
+        offset += used
+    if offset != len(binary):
+        raise BadRequest(
+            f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
+        )
+    outputs, binary_outputs = _requested_outputs(payload)
+    binary_by_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    request_id = payload.get("id")
+    return InferRequest(
+        inputs, outputs, binary_outputs, binary_by_default, str(request_id) if request_id is not None else None
+    )
+
+
+def encode_infer(card: ModelCard, infer: InferRequest, results: dict[str, np.ndarray]) -> HttpResponse:
+    outputs, chunks = [], []
+    for name, array in results.items():
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
+        if infer.wants_binary(name):
+            raw = to_binary(array)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = json_value(array.reshape(-1))
+        outputs.append(tensor)
+    response: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
+    if infer.id is not None:
+        response["id"] = infer.id
+    header = json.dumps(response, separators=(",", ":")).encode()
+    if not chunks:
+        return HttpResponse(200, header, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
+    return HttpResponse(200, header + b"".join(chunks), headers, binary=True)
+
+
+def model_metadata(card: ModelCard) -> dict[str, Any]:
+    def tensors(specs):
+        return [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in specs]
+
+    return {
+        "name": card.name,
+        "versions": [card.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": tensors(card.inputs),
+        "outputs": tensors(card.outputs),
+    }
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    return {"name": "modelfn", "version": version, "extensions": EXTENSIONS}
+
+
+def _split_body(request: HttpRequest) -> tuple[memoryview, memoryview]:
+    body = memoryview(request.body)
+    raw_length = request.headers.get(HEADER_LENGTH)
+    if raw_length is None:
+        return body, body[len(body) :]
+    try:
+        length = int(raw_length)
+    except ValueError:
+        length = -1
+    if not 0 < length <= len(body):
+        raise BadRequest(
+            f"{HEADER_LENGTH}: {raw_length!r} must be the JSON header's byte length, between 1 and the body size {len(body)}"
+        )
+    return body[:length], body[length:]
+
+
+def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise BadRequest('each input must be an object with "name", "shape", "datatype" and "data"')
+    name = raw["name"]
+    shape, datatype = raw.get("shape"), raw.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r} needs a \"shape\" list of non-negative integers, got {shape!r}")
+    if not isinstance(datatype, str):
+        raise BadRequest(f'input {name!r} needs a "datatype" such as "FP32" or "INT64"')
+    size = (raw.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise BadRequest(
+                f"input {name!r} declares binary_data_size {size!r} but only {len(binary) - offset} binary bytes remain"
+            )
+        return name, from_binary(binary[offset : offset + size], datatype, shape), size
+    if "data" not in raw:
+        raise BadRequest(f'input {name!r} has no "data" and no "parameters.binary_data_size"')
+    array = tensor_from_json(name, raw["data"], datatype)
+    if array.size != element_count(shape):
+        raise BadRequest(
+            f"input {name!r} has {array.size} elements but shape {shape} needs {element_count(shape)}"
+        )
+    return name, array.reshape(shape), 0
+
+
+def _requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, set[str]]:
+    binary_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    raw_outputs = payload.get("outputs")
+    if raw_outputs is None:
+        return None, set()
+    if not isinstance(raw_outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw_outputs):
+        raise BadRequest('"outputs" must be a list of {"name": ..., "parameters": {...}} objects')
+    names = [o["name"] for o in raw_outputs]
+    binary = {o["name"] for o in raw_outputs if (o.get("parameters") or {}).get("binary_data", binary_default)}
+    return names, binary

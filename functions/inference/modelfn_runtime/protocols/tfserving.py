@@ -1,0 +1,126 @@
+"""TensorFlow Serving REST codec: ``:predict`` in row (``instances``) and columnar (``inputs``) form.
+
+TF Serving's JSON carries no datatypes, so values take the datatype the model card records.
+
+Example:
+    >>> from modelfn_runtime.modelcard import TensorSpec
+    >>> specs = [TensorSpec("x", "FP32", [-1, 2])]
+    >>> from modelfn_runtime.http import HttpRequest
+    >>> request = HttpRequest("POST", "/v1/models/m:predict", body=b'{"instances": [[1, 2], [3, 4]]}')
+    >>> decode_predict(request, specs).inputs["x"].shape
+    (2, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadRequest
+from ..http import HttpRequest
+from ..modelcard import ModelCard, TensorSpec
+from .common import check_content_type, json_object, json_value, tensor_from_json
+
+SIGNATURE = "serving_default"
+DT_TYPES = {
+    "BOOL": "DT_BOOL", "UINT8": "DT_UINT8", "UINT16": "DT_UINT16", "UINT32": "DT_UINT32", "UINT64": "DT_UINT64",
+    "INT8": "DT_INT8", "INT16": "DT_INT16", "INT32": "DT_INT32", "INT64": "DT_INT64",
+    "FP16": "DT_HALF", "FP32": "DT_FLOAT", "FP64": "DT_DOUBLE", "BYTES": "DT_STRING",
+}
+
+
+@dataclass
+class PredictRequest:
+    inputs: dict[str, np.ndarray]
+    row_format: bool
+
+    @property
+    def batch_size(self) -> int:
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+
+def decode_predict(request: HttpRequest, specs: list[TensorSpec]) -> PredictRequest:
+    check_content_type(request.content_type)
+    payload = json_object(request.body)
+    signature = payload.get("signature_name", SIGNATURE)
+    if signature != SIGNATURE:
+        raise BadRequest(f"signature {signature!r} is not served; this model has only {SIGNATURE!r}")
+    if ("instances" in payload) == ("inputs" in payload):
+        raise BadRequest('send exactly one of "instances" (row format) or "inputs" (columnar format)')
+    if "instances" in payload:
+        return PredictRequest(_from_rows(payload["instances"], specs), row_format=True)
+    return PredictRequest(_from_columns(payload["inputs"], specs), row_format=False)
+
+
+def encode_predict(request: PredictRequest, results: dict[str, np.ndarray]) -> dict[str, Any]:
+    if not request.row_format:
+        if len(results) == 1:
+            return {"outputs": json_value(next(iter(results.values())))}
+        return {"outputs": {name: json_value(value) for name, value in results.items()}}
+    if len(results) == 1:
+        return {"predictions": json_value(next(iter(results.values())))}
+    rows = [json_value(value) for value in results.values()]
+    return {"predictions": [dict(zip(results, row)) for row in zip(*rows)]}
+
+
+def model_status(card: ModelCard) -> dict[str, Any]:
+    return {
+        "model_version_status": [
+            {"version": card.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
+
+
+def model_metadata(card: ModelCard) -> dict[str, Any]:
+    def tensors(specs: list[TensorSpec]) -> dict[str, Any]:
+        return {
+            spec.name: {
+                "dtype": DT_TYPES[spec.datatype],
+                "tensor_shape": {"dim": [{"size": str(dim), "name": ""} for dim in spec.shape], "unknown_rank": False},
+                "name": spec.name,
+            }
+            for spec in specs
+        }
+
+    signature = {"inputs": tensors(card.inputs), "outputs": tensors(card.outputs), "method_name": "tensorflow/serving/predict"}
+    return {
+        "model_spec": {"name": card.name, "signature_name": "", "version": card.version},
+        "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}},
+    }
+
+
+def _from_rows(instances: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list with one entry per example')
+    if len(specs) == 1 and not all(isinstance(row, dict) for row in instances):
+        return {specs[0].name: tensor_from_json(specs[0].name, instances, specs[0].datatype)}
+    if not all(isinstance(row, dict) for row in instances):
+        raise BadRequest(
+            f"this model has several inputs {[s.name for s in specs]}; each instance must be an object keyed by input name"
+        )
+    columns: dict[str, list[Any]] = {}
+    for index, row in enumerate(instances):
+        if set(row) != set(columns or row):
+            raise BadRequest(f"instance {index} names inputs {sorted(row)}; every instance must name the same inputs")
+        for name, value in row.items():
+            columns.setdefault(name, []).append(value)
+    return _typed(columns, specs)
+
+
+def _from_columns(inputs: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    if isinstance(inputs, dict):
+        return _typed(inputs, specs)
+    if len(specs) != 1:
+        raise BadRequest(f'"inputs" must be an object keyed by input name: this model has inputs {[s.name for s in specs]}')
+    return {specs[0].name: tensor_from_json(specs[0].name, inputs, specs[0].datatype)}
+
+
+def _typed(values: dict[str, Any], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    by_name = {spec.name: spec for spec in specs}
+    for name in values:
+        if name not in by_name:
+            raise BadRequest(f"unknown input {name!r}; this model's inputs are {list(by_name)}")
+    return {name: tensor_from_json(name, value, by_name[name].datatype) for name, value in values.items()}

@@ -1,0 +1,175 @@
+"""The inference service: route an ``HttpRequest``, decode, ``session.run``, encode, meter.
+
+One service serves one model (or none: the API's catch-all function answers health, server
+metadata and 404s for unknown models). Both protocols share the route table below.
+
+Example:
+    >>> service = InferenceService(model=None, served_models=["digits"])
+    >>> service.handle(HttpRequest("GET", "/v2/health/live")).status
+    200
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
+from .http import HttpRequest, HttpResponse
+from .metering import Meter, MetricsMeter, UsageRecord
+from .observability import logger, tracer
+from .protocols import oip, tfserving
+from .session import ModelSession
+
+SERVER_VERSION = "0.1.0"
+_MODEL = r"/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    operation: str
+
+
+ROUTES = [
+    Route(method, re.compile(pattern), operation)
+    for method, pattern, operation in [
+        ("GET", r"/v2/health/live", "live"),
+        ("GET", r"/v2/health/ready", "ready"),
+        ("GET", r"/v2", "server_metadata"),
+        ("GET", rf"/v2{_MODEL}", "model_metadata"),
+        ("GET", rf"/v2{_MODEL}/ready", "model_ready"),
+        ("POST", rf"/v2{_MODEL}/infer", "infer"),
+        ("GET", rf"/v1{_MODEL}", "status"),
+        ("GET", rf"/v1{_MODEL}/metadata", "metadata"),
+        ("POST", rf"/v1{_MODEL}:predict", "predict"),
+    ]
+]
+
+
+@dataclass
+class Outcome:
+    response: HttpResponse
+    batch_size: int = 0
+
+
+class InferenceService:
+    def __init__(self, model: ModelSession | None, served_models: list[str] | None = None, meter: Meter | None = None):
+        self.model = model
+        self.served_models = sorted(set(served_models or []) | ({model.card.name} if model else set()))
+        self.meter = meter or MetricsMeter()
+        self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
+            "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
+            "ready": lambda request, params: Outcome(HttpResponse.json(200, {"ready": True})),
+            "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, oip.server_metadata(SERVER_VERSION))),
+            "model_metadata": self._model_metadata,
+            "model_ready": self._model_ready,
+            "infer": self._infer,
+            "status": self._status,
+            "metadata": self._metadata,
+            "predict": self._predict,
+        }
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request; protocol errors become ``{"error": ...}`` with their status, never a traceback."""
+        started = time.perf_counter()
+        operation, outcome = "unrouted", Outcome(HttpResponse(500))
+        try:
+            route, params = self._route(request)
+            operation = route.operation
+            if len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the request body", len(request.body))
+            outcome = self._operations[operation](request, params)
+            encoded = _encoded_size(outcome.response)
+            if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the response", encoded)
+        except ModelfnError as error:
+            outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
+            logger.info("request refused", status=error.status, error=error.message, path=request.path)
+        except Exception:
+            logger.exception("inference failed", path=request.path)
+            outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
+        self._meter(request, operation, outcome, started)
+        return outcome.response
+
+    def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
+        path = request.path.rstrip("/") or "/"
+        matches = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]
+        for route, match in matches:
+            if route.method == request.method:
+                return route, {k: v for k, v in match.groupdict().items() if v is not None}
+        if matches:
+            raise MethodNotAllowed(request.method, path, sorted({route.method for route, _ in matches}))
+        raise NotFound(
+            f"no route {request.method} {path}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
+            "or /v1/models/{name}:predict (TensorFlow Serving)"
+        )
+
+    def _served(self, params: dict[str, str]) -> ModelSession:
+        name, version = params["name"], params.get("version")
+        if self.model is None or name != self.model.card.name:
+            raise NotFound(f"model {name!r} is not served here; this API serves {self.served_models}")
+        if version is not None and version != self.model.card.version:
+            raise NotFound(f"model {name!r} has no version {version!r}; served versions: [{self.model.card.version!r}]")
+        return self.model
+
+    def _model_metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        return Outcome(HttpResponse.json(200, oip.model_metadata(self._served(params).card)))
+
+    def _model_ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        model = self._served(params)
+        return Outcome(HttpResponse.json(200, {"name": model.card.name, "ready": True}))
+
+    @tracer.capture_method
+    def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        model = self._served(params)
+        infer = oip.decode_infer(request)
+        results = model.run(infer.inputs, infer.outputs)
+        return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
+
+    def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        return Outcome(HttpResponse.json(200, tfserving.model_status(self._served(params).card)))
+
+    def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        return Outcome(HttpResponse.json(200, tfserving.model_metadata(self._served(params).card)))
+
+    @tracer.capture_method
+    def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        model = self._served(params)
+        predict = tfserving.decode_predict(request, model.card.inputs)
+        results = model.run(predict.inputs)
+        return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
+
+    def _meter(self, request: HttpRequest, operation: str, outcome: Outcome, started: float) -> None:
+        card = self.model.card if self.model else None
+        self.meter.record(
+            UsageRecord(
+                request_id=request.request_id,
+                model=card.name if card else "",
+                version=card.version if card else "",
+                trigger=request.trigger,
+                operation=operation,
+                status=outcome.response.status,
+                batch_size=outcome.batch_size,
+                request_bytes=len(request.body),
+                response_bytes=len(outcome.response.body),
+                duration_ms=(time.perf_counter() - started) * 1000,
+                api_key_id=request.api_key_id,
+            )
+        )
+
+
+def _encoded_size(response: HttpResponse) -> int:
+    return 4 * math.ceil(len(response.body) / 3) if response.binary else len(response.body)
+
+
+def describe(service: InferenceService) -> dict[str, Any]:
+    model = service.model
+    if model is None:
+        return {"model": None, "served_models": service.served_models}
+    return {"model": model.card.name, "version": model.card.version, "provider": model.provider, "threads": model.threads}
