@@ -1,0 +1,308 @@
+"""Lambda sandboxes on the host: the real Runtime Interface Emulator (shipped inside aws-sam-cli)
+running awslambdaric with the function's handler, one process tree per sandbox, bound to 127.0.0.1.
+
+``HostLambdaRuntime`` has the shape of SAM CLI's container ``LambdaRuntime``, so SAM's own
+``LocalLambdaRunner`` (template, Globals, environment, ``--env-vars``) and ``LocalApigwService``
+(API Gateway emulation) drive it unchanged; only the container is replaced by a host process.
+
+Example:
+    >>> runtime = HostLambdaRuntime(python=sys.executable)                  # doctest: +SKIP
+    >>> runtime.invoke(function_config, '{"inputs": []}', stdout=out, stderr=err)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import samcli
+
+RIE_BINARY = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{'arm64' if os.uname().machine in ('aarch64', 'arm64') else 'x86_64'}"
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+LAMBDA_SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+FORWARDED_HOST_VARIABLES = ("PATH", "HOME", "LANG", "TMPDIR")
+_INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
+_INVOKE_DONE = re.compile(r"INVOKE RTDONE\(.*duration: ([0-9.]+)ms\)")
+_START = re.compile(r"^START RequestId: (\S+)")
+_RIE_LINE = re.compile(r"^\d{2} \w{3} \d{4} [\d:,]+ \[\w+\] \(rapid\)|^REPORT RequestId:|^START RequestId:|^END RequestId:")
+
+
+class PayloadTooLargeError(ValueError):
+    """The event exceeds Lambda's 6 MB synchronous invoke limit (Lambda's RequestEntityTooLargeException)."""
+
+
+@dataclass
+class Report:
+    """What Lambda's REPORT line says about one invocation."""
+
+    request_id: str
+    duration_ms: float
+    init_duration_ms: float | None
+    memory_size_mb: int
+    max_memory_used_mb: int
+
+    @property
+    def billed_duration_ms(self) -> int:
+        return max(1, math.ceil(self.duration_ms))
+
+    def line(self) -> str:
+        init = f"Init Duration: {self.init_duration_ms:.2f} ms\t" if self.init_duration_ms is not None else ""
+        return (
+            f"REPORT RequestId: {self.request_id}\t{init}Duration: {self.duration_ms:.2f} ms\t"
+            f"Billed Duration: {self.billed_duration_ms} ms\tMemory Size: {self.memory_size_mb} MB\t"
+            f"Max Memory Used: {self.max_memory_used_mb} MB"
+        )
+
+
+@dataclass
+class Invocation:
+    payload: bytes
+    logs: list[str]
+    report: Report
+    crashed: bool
+
+
+class Sandbox:
+    """One warm execution environment: an RIE process and the runtime it starts on first invoke."""
+
+    def __init__(self, config: Any, python: str) -> None:
+        self.memory_mb = int(config.memory or 128)
+        self.timeout_s = int(config.timeout or 3)
+        self.port, runtime_api_port = _free_port(), _free_port()
+        environment = {name: os.environ[name] for name in FORWARDED_HOST_VARIABLES if name in os.environ}
+        # Lets functions reach a local moto server (e.g. AWS_ENDPOINT_URL_S3) as they would reach AWS.
+        environment.update({k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")})
+        environment.update(config.env_vars.resolve())
+        code_dir = str(config.code_abs_path)
+        environment.update(
+            LAMBDA_TASK_ROOT=code_dir,
+            LAMBDA_RUNTIME_DIR=str(Path(python).parent),
+            PYTHONPATH=code_dir,
+            PYTHONUNBUFFERED="1",
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(self.memory_mb),
+            AWS_LAMBDA_FUNCTION_TIMEOUT=str(self.timeout_s),
+        )
+        command = [
+            str(RIE_BINARY),
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{runtime_api_port}",
+            python, "-m", "awslambdaric", config.handler,
+        ]
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            command, cwd=code_dir, env=environment, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        threading.Thread(target=self._read_output, daemon=True).start()
+        self._wait_until_listening()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def invoke(self, event: bytes) -> Invocation:
+        with self._changed:
+            mark = len(self._lines)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{INVOKE_PATH}", data=event, method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s + 30) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as error:  # the RIE answers 502 when the runtime process exits
+            payload = error.read()
+        except OSError as error:
+            payload = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": f"sandbox unreachable: {error}"}).encode()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        lines = self._lines_until_report(mark)
+        payload, crashed = _lambda_error_shape(payload)
+        return Invocation(payload, [line for line in lines if not _RIE_LINE.match(line)], self._report(lines, elapsed_ms), crashed)
+
+    def stop(self) -> None:
+        if self.alive:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=3)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def _report(self, lines: list[str], elapsed_ms: float) -> Report:
+        text = "\n".join(lines)
+        request_id = next((m.group(1) for line in lines if (m := _START.match(line))), "-")
+        init = _INIT_REPORT.search(text)
+        done = _INVOKE_DONE.search(text)
+        init_ms = float(init.group(1)) if init else None
+        duration = float(done.group(1)) if done else max(0.0, elapsed_ms - (init_ms or 0.0))
+        return Report(request_id, duration, init_ms, self.memory_mb, self._max_memory_used_mb())
+
+    def _max_memory_used_mb(self) -> int:
+        """Peak resident memory (VmHWM) of the runtime processes under the RIE."""
+        peak_kb = 0
+        for pid in _children(self.process.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            peak_kb = max(peak_kb, int(match.group(1)) if match else 0)
+        return math.ceil(peak_kb / 1024)
+
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            with self._changed:
+                self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _lines_until_report(self, mark: int) -> list[str]:
+        deadline = time.monotonic() + 2
+        with self._changed:
+            while not any(line.startswith("REPORT RequestId:") for line in self._lines[mark:]):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.alive:
+                    break
+                self._changed.wait(remaining)
+            lines = self._lines[mark:]
+            del self._lines[:]  # the next invocation starts a fresh log window
+            return lines
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise RuntimeError("the Lambda RIE exited at start:\n" + "\n".join(self._lines[-20:]))
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"the Lambda RIE did not listen on 127.0.0.1:{self.port} within 10 s")
+
+
+class HostLambdaRuntime:
+    """SAM's ``LambdaRuntime`` interface, running functions as warm host sandboxes instead of containers."""
+
+    def __init__(self, python: str = sys.executable, max_sandboxes: int = 2) -> None:
+        self.python = python
+        self.max_sandboxes = max_sandboxes
+        self._idle: dict[str, list[Sandbox]] = {}
+        self._count: dict[str, int] = {}
+        self._available = threading.Condition()
+        self.last_report: Report | None = None
+
+    def invoke(self, function_config: Any, event: str, tenant_id: str | None = None, *, stdout=None, stderr=None, **_: Any):
+        payload = event.encode("utf-8") if isinstance(event, str) else event
+        if len(payload) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+            raise PayloadTooLargeError(
+                f"the event is {len(payload)} bytes, over Lambda's {LAMBDA_SYNC_PAYLOAD_LIMIT} byte synchronous invoke limit"
+            )
+        sandbox = self._acquire(function_config)
+        crashed = True
+        try:
+            result = sandbox.invoke(payload)
+            crashed = result.crashed
+        finally:
+            self._release(function_config.name, sandbox, discard=crashed)
+        self.last_report = result.report
+        if stderr is not None:
+            for line in [f"START RequestId: {result.report.request_id} Version: $LATEST", *result.logs,
+                         f"END RequestId: {result.report.request_id}", result.report.line()]:
+                stderr.write_str(line + "\n")
+            stderr.flush()
+        if stdout is not None:
+            stdout.write_str(result.payload.decode("utf-8", "replace"))
+            stdout.flush()
+        return None
+
+    def close(self) -> None:
+        with self._available:
+            sandboxes = [sandbox for pool in self._idle.values() for sandbox in pool]
+            self._idle.clear()
+        for sandbox in sandboxes:
+            sandbox.stop()
+
+    def _acquire(self, config: Any) -> Sandbox:
+        with self._available:
+            while True:
+                idle = self._idle.setdefault(config.name, [])
+                if idle:
+                    return idle.pop()
+                if self._count.get(config.name, 0) < self.max_sandboxes:
+                    self._count[config.name] = self._count.get(config.name, 0) + 1
+                    break
+                self._available.wait()
+        try:
+            return Sandbox(config, self.python)
+        except Exception:
+            with self._available:
+                self._count[config.name] -= 1
+                self._available.notify()
+            raise
+
+    def _release(self, name: str, sandbox: Sandbox, *, discard: bool) -> None:
+        if discard or not sandbox.alive:
+            sandbox.stop()
+            with self._available:
+                self._count[name] -= 1
+                self._available.notify()
+            return
+        with self._available:
+            self._idle[name].append(sandbox)
+            self._available.notify()
+
+
+def _lambda_error_shape(payload: bytes) -> tuple[bytes, bool]:
+    """Lambda's invoke error for a timeout or a runtime crash; crashed=True means: start a fresh sandbox."""
+    text = payload.decode("utf-8", "replace")
+    if text.startswith("Task timed out"):
+        return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": text}).encode(), True
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return payload, False
+    crashed = isinstance(body, dict) and str(body.get("errorType", "")).startswith("Runtime.")
+    return payload, crashed
+
+
+def _children(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for kid in map(int, kids):
+                found.append(kid)
+                queue.append(kid)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
