@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
 from .http import HttpRequest, HttpResponse
 from .metering import Meter, MetricsMeter, UsageRecord
@@ -125,11 +127,10 @@ class InferenceService:
         model = self._served(params)
         return Outcome(HttpResponse.json(200, {"name": model.card.name, "ready": True}))
 
-    @tracer.capture_method
     def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params)
         infer = oip.decode_infer(request)
-        results = model.run(infer.inputs, infer.outputs)
+        results = _run(model, infer.inputs, infer.outputs)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
@@ -138,11 +139,10 @@ class InferenceService:
     def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         return Outcome(HttpResponse.json(200, tfserving.model_metadata(self._served(params).card)))
 
-    @tracer.capture_method
     def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params)
         predict = tfserving.decode_predict(request, model.card.inputs)
-        results = model.run(predict.inputs)
+        results = _run(model, predict.inputs)
         return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
 
     def _meter(self, request: HttpRequest, operation: str, outcome: Outcome, started: float) -> None:
@@ -162,6 +162,11 @@ class InferenceService:
                 api_key_id=request.api_key_id,
             )
         )
+
+
+def _run(model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    with tracer.provider.in_subsegment("## session.run"):
+        return model.run(inputs, outputs)
 
 
 def _encoded_size(response: HttpResponse) -> int:

@@ -48,6 +48,8 @@ def tensor_from_json(name: str, data: Any, datatype: str) -> np.ndarray:
         raw = np.asarray(data)
     except ValueError:
         raise BadRequest(f"input {name!r} is ragged: every row must have the same length") from None
+    if raw.dtype.kind == "O" and all(isinstance(v, int) for v in raw.reshape(-1)):
+        raise BadRequest(f"input {name!r} holds integers outside the {datatype} range")
     if raw.dtype.kind not in "biuf":
         raise BadRequest(f"input {name!r} must hold numbers for datatype {datatype}, got {_describe(raw)}")
     if dtype.kind in "iub" and raw.dtype.kind == "f" and not np.all(np.mod(raw, 1) == 0):
