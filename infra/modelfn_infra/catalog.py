@@ -81,7 +81,7 @@ class Catalog:
         return cls(entries)
 
 
-def render_template(catalog: Catalog) -> dict[str, Any]:
+def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str, Any]:
     """The SAM template as a dict: a REST API, a catch-all function, and one function per model."""
     resources: dict[str, Any] = {"ModelApi": _api(), "ServerFunction": _server_function()}
     for entry in catalog.models:
@@ -106,7 +106,7 @@ def render_template(catalog: Catalog) -> dict[str, Any]:
         "Globals": {
             "Function": {
                 "Runtime": "python3.12",
-                "CodeUri": FUNCTION_CODE,
+                "CodeUri": code_uri,
                 "Handler": "app.lambda_handler",
                 "Tracing": "Active",
                 "Environment": {

@@ -27,7 +27,9 @@ from samcli.lib.providers.api_provider import ApiProvider  # noqa: E402
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider  # noqa: E402
 from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider  # noqa: E402
 from samcli.lib.utils.stream_writer import StreamWriter  # noqa: E402
+from samcli.local.apigw.exceptions import LambdaResponseParseException  # noqa: E402
 from samcli.local.apigw.local_apigw_service import LocalApigwService  # noqa: E402
+from samcli.local.apigw.service_error_responses import ServiceErrorResponses  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from .sandbox import LAMBDA_SYNC_PAYLOAD_LIMIT, HostLambdaRuntime  # noqa: E402
@@ -92,8 +94,22 @@ class LocalApp:
         return ApiServer(service, port)
 
 
+class FunctionError(Exception):
+    """The function raised, crashed or timed out: API Gateway answers 502 for a Lambda proxy integration."""
+
+
 class ApiGatewayService(LocalApigwService):
-    """SAM's API Gateway emulation with API Gateway's documented binary rule and Lambda's payload limit."""
+    """SAM's API Gateway emulation, with API Gateway's 502 for function errors and its documented binary rule."""
+
+    def create(self):
+        super().create()
+        self._app.register_error_handler(FunctionError, lambda error: ServiceErrorResponses.lambda_failure_response())
+
+    def _invoke_lambda_function(self, lambda_function_name, event, tenant_id=None):
+        try:
+            return super()._invoke_lambda_function(lambda_function_name, event, tenant_id)
+        except LambdaResponseParseException:  # SAM answers these with 500; API Gateway with 502
+            raise FunctionError(lambda_function_name) from None
 
     @staticmethod
     def _parse_v1_payload_format_lambda_output(lambda_output, binary_types, flask_request, event_type):

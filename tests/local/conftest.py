@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from modelfn_infra.catalog import Catalog, ModelEntry, dump_template, render_template
+from modelfn_infra.local.commands import LocalApp
+
+from ..conftest import REPO
+from ..runtime.toy_model import write_toy_model
+
+CRASH_APP = '''
+import os
+
+def lambda_handler(event, context):
+    if event.get("path", "").endswith("/crash"):
+        os._exit(1)
+    return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": str(os.getpid())}
+'''
+
+
+@pytest.fixture(scope="session")
+def toy_store(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("toy-store")
+    write_toy_model(store / "toy" / "1")
+    return store
+
+
+@pytest.fixture(scope="session")
+def api_template(tmp_path_factory) -> Path:
+    """The rendered template for a catalog of digits and toy, plus a function that can crash on purpose."""
+    directory = tmp_path_factory.mktemp("app")
+    catalog = Catalog([ModelEntry("digits", "1", memory_mb=512), ModelEntry("toy", "1", memory_mb=256)])
+    template = render_template(catalog, code_uri=str(REPO / "functions" / "inference"))
+    crash_code = directory / "crash"
+    crash_code.mkdir()
+    (crash_code / "app.py").write_text(CRASH_APP)
+    template["Resources"]["CrashFunction"] = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "CodeUri": str(crash_code),
+            "Events": {"Crash": {"Type": "Api", "Properties": {"RestApiId": {"Ref": "ModelApi"}, "Path": "/test/{proxy+}", "Method": "GET"}}},
+        },
+    }
+    path = directory / "template.yaml"
+    path.write_text(dump_template(template))
+    return path
+
+
+@pytest.fixture(scope="session")
+def local_env(digits_store, toy_store) -> dict:
+    return {
+        "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")},
+        "ToyFunction": {"MODEL_URI": str(toy_store / "toy" / "1")},
+    }
+
+
+@pytest.fixture(scope="module")
+def local_app(api_template, local_env, tmp_path_factory):
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    log = (tmp_path_factory.mktemp("logs") / "functions.log").open("w")
+    with LocalApp(api_template, env_vars=local_env, parameter_overrides={"ModelBucket": "unused"}, log_stream=log) as app:
+        app.log_path = Path(log.name)
+        yield app
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def api(local_app):
+    server = local_app.serve_api(port=0)
+    yield server
+    server.stop()
+
+
+def read_json(response) -> dict:
+    return json.loads(response.read())
