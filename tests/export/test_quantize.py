@@ -1,0 +1,72 @@
+"""Dynamic int8 quantization: agreement with fp32 is measured, recorded, and enforced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import models as export_models
+from export_checks import check_version_dir, store_is_clean
+from modelfn_export import ExportError, export_model
+
+
+def test_digits_mlp_quantized(digits_quantized_export: tuple[Any, Path], digits_export: tuple[Any, Path]) -> None:
+    card, out = digits_quantized_export
+    check_version_dir(out / "digits" / "1")
+    quant = card.quantization
+    assert quant["mode"] == "dynamic" and quant["weight_type"] == "QInt8"
+    assert quant["top1_agreement_with_fp32"] >= quant["threshold"] == 0.98
+    assert 0 < quant["max_abs_diff_vs_fp32"] < 0.2
+    assert quant["forced"] is False
+    assert quant["samples"] == 360  # x_test
+    assert quant["bytes"] == card.artifact.bytes < quant["fp32_bytes"]
+    # the parity gate ran on the fp32 model, on the user's samples
+    assert card.parity["samples"] == "x_test.npy" and card.parity["max_abs_diff"] <= 1e-4
+    assert card.parity["measured_on"] == "fp32 model before quantization"
+    # same signature as the fp32 export
+    fp32_card, _ = digits_export
+    assert card.inputs == fp32_card.inputs and card.outputs == fp32_card.outputs
+
+
+def test_quantized_below_threshold_is_refused(tmp_path: Path) -> None:
+    # by construction int8 weights tie both logits: top-1 agreement with fp32 is 0
+    model = export_models.build_quantization_tie()
+    with pytest.raises(ExportError) as info:
+        export_model(model, "tie", out=tmp_path / "store", quantize="dynamic")
+    message = str(info.value)
+    assert "quantized model agrees with fp32 only 0.000 on output 'probs' (threshold 0.98)" in message
+    assert "--force-quantized" in message and "\n" not in message
+    assert info.value.exit_code == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_forced_quantization_is_written_and_recorded(tmp_path: Path) -> None:
+    model = export_models.build_quantization_tie()
+    card = export_model(model, "tie", out=tmp_path, quantize="dynamic", force_quantized=True)
+    check_version_dir(tmp_path / "tie" / "1")
+    assert card.quantization["forced"] is True
+    assert card.quantization["top1_agreement_with_fp32"] == 0.0
+    assert store_is_clean(tmp_path)
+
+
+def test_threshold_must_be_a_fraction(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"quantization threshold 1.5 is out of range — use a value in 0–1"):
+        export_model("unused.keras", "x", out=tmp_path, quantize="dynamic", quantize_threshold=1.5)
+    with pytest.raises(ExportError, match=r"quantization mode 'static' is not supported"):
+        export_model("unused.keras", "x", out=tmp_path, quantize="static")
+
+
+def test_regression_outputs_use_relative_error() -> None:
+    import numpy as np
+
+    from modelfn_export.quantize import measure
+
+    fp32 = [{"score": np.array([[1.0], [-2.0]], np.float32), "probs": np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)}]
+    quant = [{"score": np.array([[1.02], [-2.0]], np.float32), "probs": np.array([[0.6, 0.4], [0.55, 0.45]], np.float32)}]
+    report = measure(fp32, quant)
+    assert report.scores["probs"] == 0.5  # second row's argmax flipped
+    assert report.relative_error == pytest.approx(0.01, rel=1e-3)  # 0.02 / max|fp32| = 0.02 / 2
+    assert report.scores["score"] == pytest.approx(0.99, rel=1e-3)
+    assert report.agreement == 0.5 and report.top1_agreement == 0.5

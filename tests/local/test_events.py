@@ -1,0 +1,125 @@
+"""Every sample event in events/ runs against the real template.yaml, in-process and through the CLI;
+and the production loading path (model in S3) works through the local runtime with a moto server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+
+from modelfn_infra.local.commands import LocalApp
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.slow
+EVENTS = sorted((REPO / "events").glob("*.json"))
+
+
+def function_for(event_file: Path) -> str:
+    return "ServerFunction" if event_file.name.startswith("rest-health") else "DigitsFunction"
+
+
+@pytest.fixture(scope="module")
+def repo_app(digits_store, tmp_path_factory):
+    log = (tmp_path_factory.mktemp("logs") / "events.log").open("w")
+    env = {"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
+    with LocalApp(REPO / "template.yaml", env_vars=env, parameter_overrides={"ModelBucket": "unused"}, log_stream=log) as app:
+        yield app
+    log.close()
+
+
+def decoded_body(response: dict) -> bytes:
+    body = response["body"]
+    return base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+
+
+def test_every_trigger_has_a_sample_event():
+    names = {path.name for path in EVENTS}
+    assert {
+        "rest-infer-json.json", "rest-infer-binary.json", "http-api-infer.json", "rest-model-metadata.json",
+        "rest-health-live.json", "rest-tfserving-predict.json", "direct-infer.json",
+    } <= names
+
+
+@pytest.mark.parametrize("event_file", EVENTS, ids=[path.stem for path in EVENTS])
+def test_sample_event_succeeds(repo_app, event_file):
+    event = json.loads(event_file.read_text())
+    response = repo_app.invoke(function_for(event_file), event)
+    if event_file.name.startswith("direct"):
+        assert "error" not in response and response["outputs"][0]["shape"] == [1, 10]
+        return
+    assert response["statusCode"] == 200, decoded_body(response)
+    body = decoded_body(response)
+    if "binary" in event_file.name:
+        length = int(response["headers"]["Inference-Header-Content-Length"])
+        probs = np.frombuffer(body[length:], "<f4")
+        assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-4
+    elif "infer" in event_file.name or "predict" in event_file.name:
+        assert "outputs" in json.loads(body) or "predictions" in json.loads(body)
+
+
+def test_sample_digit_is_classified_correctly(repo_app):
+    response = repo_app.invoke("DigitsFunction", json.loads((REPO / "events" / "direct-infer.json").read_text()))
+    from sklearn.datasets import load_digits
+
+    assert int(np.argmax(response["outputs"][0]["data"])) == int(load_digits().target[-1])
+
+
+def test_cli_local_invoke(digits_store, tmp_path):
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelfn_infra.cli", "local", "invoke", "DigitsFunction", "-e", "events/rest-tfserving-predict.json",
+         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 200 and len(json.loads(response["body"])["predictions"][0]) == 10
+    report = [line for line in result.stderr.splitlines() if line.startswith("REPORT RequestId:")]
+    assert report and "Init Duration:" in report[0] and "Max Memory Used:" in report[0]
+
+
+def test_cli_local_invoke_unknown_function_is_a_clear_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "modelfn_infra.cli", "local", "invoke", "NopeFunction", "-e", "events/direct-infer.json",
+         "--parameter-overrides", "ModelBucket=unused"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "choose one of" in result.stderr and "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_function_loads_its_model_from_s3(digits_store, tmp_path, monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    from modelfn_export import push_model
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+        boto3.client("s3").create_bucket(Bucket="models-test")
+        push_model("digits", "1", bucket="models-test", prefix="models/", store=str(digits_store))
+        with LocalApp(REPO / "template.yaml", parameter_overrides={"ModelBucket": "models-test"},
+                      log_stream=open(os.devnull, "w")) as app:
+            response = app.invoke("DigitsFunction", json.loads((REPO / "events" / "direct-infer.json").read_text()))
+    finally:
+        server.stop()
+    assert response["model_name"] == "digits" and len(response["outputs"][0]["data"]) == 10
