@@ -14,10 +14,13 @@ from ..runtime.toy_model import write_toy_model
 
 CRASH_APP = '''
 import os
+import time
 
 def lambda_handler(event, context):
     if event.get("path", "").endswith("/crash"):
         os._exit(1)
+    if event.get("path", "").endswith("/sleep"):
+        time.sleep(10)
     return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": str(os.getpid())}
 '''
 
@@ -42,6 +45,7 @@ def api_template(tmp_path_factory) -> Path:
         "Type": "AWS::Serverless::Function",
         "Properties": {
             "CodeUri": str(crash_code),
+            "Timeout": 2,
             "Events": {"Crash": {"Type": "Api", "Properties": {"RestApiId": {"Ref": "ModelApi"}, "Path": "/test/{proxy+}", "Method": "GET"}}},
         },
     }

@@ -123,3 +123,32 @@ def test_function_loads_its_model_from_s3(digits_store, tmp_path, monkeypatch):
     finally:
         server.stop()
     assert response["model_name"] == "digits" and len(response["outputs"][0]["data"]) == 10
+
+
+def test_cli_start_api_serves_and_stops_by_itself(digits_store, tmp_path):
+    import time
+    import urllib.request
+
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "3",
+         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=30) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "start-api did not come up"
+                time.sleep(0.3)
+        assert process.wait(timeout=30) == 0  # idle shutdown, no signal needed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

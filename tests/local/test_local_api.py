@@ -142,6 +142,14 @@ def test_crash_is_502_and_the_next_request_gets_a_fresh_process(api):
     assert status == 200 and second_pid != first_pid
 
 
+def test_timeout_is_502_and_the_sandbox_is_replaced(api):
+    _, _, first_pid = request(api, "GET", "/test/pid")
+    status, _, _ = request(api, "GET", "/test/sleep")
+    assert status == 502
+    status, _, second_pid = request(api, "GET", "/test/pid")
+    assert status == 200 and second_pid != first_pid
+
+
 def test_warm_sandbox_is_reused_and_reports_like_lambda(local_app):
     event = {"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}, {"name": "ids", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]}]}
     local_app.invoke("ToyFunction", event)
