@@ -17,7 +17,8 @@ import numpy as np
 SEED = 0
 
 
-def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, x_test, y_train, y_test)``: float32 pixels in [0, 1], a stratified, seeded 75/25 split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -28,18 +29,18 @@ def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def held_out() -> tuple[np.ndarray, np.ndarray]:
     """Test pixels (float32 in [0, 1], shape (n, 64)) and their labels."""
-    _, x_test, _, y_test = _split()
+    _, x_test, _, y_test = split()
     return x_test, y_test
 
 
-def build_model(epochs: int = 40):
+def build_model(epochs: int = 40, hidden: int = 64):
     """Train and return the classifier: input ``pixels`` (64 floats), output ``probs`` (10 classes)."""
     import keras
 
     keras.utils.set_random_seed(SEED)
-    x_train, _, y_train, _ = _split()
+    x_train, _, y_train, _ = split()
     pixels = keras.Input(shape=(64,), name="pixels")
-    hidden = keras.layers.Dense(64, activation="relu", name="hidden")(pixels)
+    hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")(pixels)
     probs = keras.layers.Dense(10, activation="softmax", name="probs")(hidden)
     model = keras.Model(pixels, probs, name="digits_mlp")
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])

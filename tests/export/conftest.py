@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
 
-import models as export_models  # noqa: E402  (tests/export/models.py)
+from . import models as export_models
 
 
 # --- session fixtures ----------------------------------------------------------------------------

@@ -16,20 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from modelfn_infra import digits
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SEED = 0
 
 
-def digits_data(test_size: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, x_test, y_train, y_test)``: float32 pixels scaled to [0, 1], int64 labels."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    return tuple(train_test_split(x, y, test_size=test_size, random_state=SEED, stratify=y))  # type: ignore[return-value]
+def digits_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, x_test, y_train, y_test)``: the demo's seeded split of the bundled digits."""
+    return digits.split()
 
 
 def _seed() -> None:
@@ -39,21 +35,8 @@ def _seed() -> None:
 
 
 def build_digits_mlp(epochs: int = 15, hidden: int = 64) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """A trained MLP: ``pixels`` (64,) -> Dense(hidden, relu) -> ``probs`` Dense(10, softmax).
-
-    Returns ``(model, (x_train, x_test, y_train, y_test))``; test accuracy is > 0.9.
-    """
-    import keras
-
-    _seed()
-    data = x_train, x_test, y_train, y_test = digits_data()
-    inputs = keras.Input((64,), name="pixels")
-    x = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
-    outputs = keras.layers.Dense(10, activation="softmax", name="probs")(x)
-    model = keras.Model(inputs, outputs, name="digits_mlp")
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
-    return model, data
+    """The demo's MLP (``pixels`` -> ``probs``), trained briefly; ``(model, (x_train, x_test, y_train, y_test))``."""
+    return digits.build_model(epochs=epochs, hidden=hidden), digits.split()
 
 
 def build_digits_cnn(epochs: int = 3) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import models as export_models
-from export_checks import check_version_dir
+from . import models as export_models
+from .export_checks import check_version_dir
 
 FP32_MAX_ABS_DIFF = 1e-4
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import models as export_models
-from export_checks import check_version_dir
+from . import models as export_models
+from .export_checks import check_version_dir
 from modelfn_export import ExportError, export_model
 from modelfn_export.sources import classify_source
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from export_checks import check_version_dir, store_is_clean
+from .export_checks import check_version_dir, store_is_clean
 from modelfn_export import ExportError, export_model
 
 
@@ -79,4 +79,29 @@ def test_failure_in_a_fresh_store_removes_the_store(digits: dict[str, Any], tmp_
     out = tmp_path / "new" / "store"
     with pytest.raises(ExportError, match="parity failed"):
         export_model(str(digits["path"]), "digits", out=out, rtol=0, atol=0)
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "new").exists()
+
+
+def test_optimized_model_failing_parity_falls_back_to_the_converted_one(
+    digits: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    import modelfn_export.optimize
+
+    def corrupting_optimize(src: Any, dst: Any, level: str = "basic") -> str:
+        model = onnx.load(str(src))
+        for init in model.graph.initializer:
+            if init.data_type == onnx.TensorProto.FLOAT:
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.5, init.name))
+        onnx.save(model, str(dst))
+        return level
+
+    monkeypatch.setattr(modelfn_export.optimize, "optimize", corrupting_optimize)
+    notes: list[str] = []
+    card = export_model(str(digits["path"]), "digits", out=tmp_path, progress=notes.append)
+    assert card.optimization["level"] == "disabled"
+    assert card.parity["max_abs_diff"] <= 1e-4  # the artifact is the one that passed parity
+    assert any("keeping the unoptimized model" in n for n in notes)
+    check_version_dir(tmp_path / "digits" / "1")

@@ -1,0 +1,186 @@
+"""Optional dynamic int8 quantization and its agreement check against the fp32 model.
+
+``--quantize dynamic`` runs ``onnxruntime.quantization.shape_inference.quant_pre_process`` (symbolic
+shape inference first, retried with ``skip_symbolic_shape=True`` if that fails) and then
+``quantize_dynamic`` with int8 weights (``QuantType.QInt8``; activations are quantized to uint8 at run
+time by ``DynamicQuantizeLinear``).
+
+Agreement with the fp32 model is measured on the parity samples, per output:
+
+* classifier-like outputs (2-D, last dim > 1, floating point): top-1 (argmax) agreement;
+* other floating-point outputs: ``1 - relative_error`` with
+  ``relative_error = max|q - fp32| / max(max|fp32|, 1e-6)`` (the error relative to the output's
+  range on the samples), so the default threshold 0.98 allows an error of 2 % of that range;
+* integer/bool outputs: the fraction of elements that are equal.
+
+The quantized model is accepted when the smallest per-output score is >= ``threshold`` (default
+0.98), or when forced (recorded as ``forced: true``). Non-finite quantized outputs are always refused.
+Generated samples are only 33 rows (1 flip of top-1 = 0.97), so pass representative ``--samples``
+when quantizing.
+
+Example:
+    >>> quantize_dynamic_int8("fp32.onnx", "int8.onnx", "work/")   # doctest: +SKIP
+    >>> report = measure(fp32_outputs, int8_outputs)                # doctest: +SKIP
+    >>> report.agreement >= DEFAULT_THRESHOLD                       # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .defaults import DEFAULT_THRESHOLD, QUANTIZE_MODES
+from .errors import FAILED, ExportError, one_line
+from .parity import REL_FLOOR, Batch, is_classifier
+
+MODES = QUANTIZE_MODES
+WEIGHT_TYPE = "QInt8"
+CRITERION = (
+    "min over outputs of: top-1 agreement (classifier outputs), 1 - max|q-fp32|/max|fp32| "
+    "(other float outputs), fraction equal (integer/bool outputs)"
+)
+
+
+def check_mode(mode: str) -> None:
+    """Raise :class:`ExportError` unless ``mode`` is ``none`` or ``dynamic``."""
+    if mode not in MODES:
+        raise ExportError(f"quantization mode '{mode}' is not supported", "use --quantize none or --quantize dynamic")
+
+
+def check_threshold(threshold: float) -> None:
+    """Raise :class:`ExportError` unless ``0 <= threshold <= 1``."""
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+        raise ExportError(
+            f"quantization threshold {threshold} is out of range",
+            f"use a value in 0–1 (default {DEFAULT_THRESHOLD})",
+        )
+
+
+def quantize_dynamic_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], work_dir: str | os.PathLike[str]) -> None:
+    """Pre-process and dynamically quantize ``src`` (fp32 ONNX) into ``dst`` (int8 weights).
+
+    Raises:
+        ExportError: ONNX Runtime's quantizer failed (exit 1).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = Path(work_dir) / "preprocessed.onnx"
+    quiet = _Quiet()
+    try:
+        with quiet:
+            try:
+                quant_pre_process(os.fspath(src), os.fspath(pre))
+            except Exception:  # noqa: BLE001 - symbolic shape inference (sympy) is the fragile part
+                quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
+            quantize_dynamic(os.fspath(pre), os.fspath(dst), weight_type=getattr(QuantType, WEIGHT_TYPE))
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(
+            f"dynamic int8 quantization failed: {type(exc).__name__}: {one_line(exc)[:300]}",
+            "export with --quantize none",
+            exit_code=FAILED,
+        ) from None
+
+
+class _Quiet:
+    """Silence the quantizer's root-logger warnings while it runs."""
+
+    def __enter__(self) -> None:
+        self._level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().setLevel(self._level)
+
+
+@dataclass
+class QuantReport:
+    """Agreement of the quantized model with the fp32 model."""
+
+    scores: dict[str, float]
+    top1_agreement: float | None
+    max_abs_diff: float
+    relative_error: float | None
+    rows: int
+    finite: bool
+
+    @property
+    def agreement(self) -> float:
+        return min(self.scores.values(), default=1.0)
+
+    def worst(self) -> str:
+        return min(self.scores, key=self.scores.__getitem__) if self.scores else ""
+
+
+def measure(fp32: Sequence[Batch], quantized: Sequence[Batch]) -> QuantReport:
+    """Score quantized outputs against fp32 outputs (see the module docstring for the criteria)."""
+    names = list(fp32[0]) if fp32 else []
+    scores: dict[str, float] = {}
+    top1: list[float] = []
+    rel: list[float] = []
+    max_abs = 0.0
+    finite = True
+    rows = 0
+    for name in names:
+        refs = [batch[name] for batch in fp32]
+        cands = [batch[name] for batch in quantized]
+        if any(r.shape != c.shape for r, c in zip(refs, cands)):
+            finite = False
+            scores[name] = 0.0
+            continue
+        if refs[0].dtype.kind == "f":
+            diff = max((float(np.max(np.abs(c.astype(np.float64) - r.astype(np.float64)), initial=0.0))
+                        for r, c in zip(refs, cands)), default=0.0)
+            if not np.isfinite(diff) or any(not np.isfinite(c).all() for c in cands):
+                finite = False
+                diff = float("inf")
+            max_abs = max(max_abs, diff)
+            if all(is_classifier(r) for r in refs):
+                agree = sum(int((r.argmax(-1) == c.argmax(-1)).sum()) for r, c in zip(refs, cands))
+                total = sum(r.shape[0] for r in refs)
+                scores[name] = agree / total if total else 1.0
+                top1.append(scores[name])
+            else:
+                scale = max((float(np.max(np.abs(r), initial=0.0)) for r in refs), default=0.0)
+                error = diff / max(scale, REL_FLOOR) if np.isfinite(diff) else float("inf")
+                rel.append(error)
+                scores[name] = max(0.0, 1.0 - error)
+        else:
+            equal = sum(int((r == c).sum()) for r, c in zip(refs, cands))
+            total = sum(r.size for r in refs)
+            scores[name] = equal / total if total else 1.0
+        rows = max(rows, sum(r.shape[0] if r.ndim else 1 for r in refs))
+    return QuantReport(
+        scores=scores,
+        top1_agreement=min(top1) if top1 else None,
+        max_abs_diff=max_abs,
+        relative_error=max(rel) if rel else None,
+        rows=rows,
+        finite=finite,
+    )
+
+
+def card_entry(report: QuantReport, *, threshold: float, forced: bool, fp32_bytes: int, size: int) -> dict[str, Any]:
+    """The card's ``quantization`` object for a dynamic-quantized artifact."""
+    return {
+        "mode": "dynamic",
+        "weight_type": WEIGHT_TYPE,
+        "top1_agreement_with_fp32": report.top1_agreement,
+        "max_abs_diff_vs_fp32": report.max_abs_diff,
+        "relative_error_vs_fp32": report.relative_error,
+        "agreement": report.agreement,
+        "per_output_agreement": report.scores,
+        "criterion": CRITERION,
+        "samples": report.rows,
+        "threshold": float(threshold),
+        "forced": bool(forced),
+        "fp32_bytes": int(fp32_bytes),
+        "bytes": int(size),
+    }
