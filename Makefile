@@ -23,6 +23,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest
 
 lint: $(INSTALLED)
+	$(VENV)/bin/ruff check functions export infra tests
 	$(VENV)/bin/modelfn template check
 	$(VENV)/bin/sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml

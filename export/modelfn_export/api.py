@@ -106,7 +106,7 @@ def export_model(
         import onnx
         import tf2onnx  # noqa: F401
 
-        from .card import build_card, artifact_of
+        from .card import artifact_of, build_card
         from .convert import convert
         from .optimize import optimize
         from .parity import compare, generate_samples, load_samples, run_onnx, run_reference

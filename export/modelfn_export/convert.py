@@ -20,9 +20,8 @@ import logging
 import re
 from typing import Any
 
-from .errors import FAILED, ExportError, one_line
-
 from .defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .errors import FAILED, ExportError, one_line
 
 _STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
 _UNSUPPORTED_RE = re.compile(r"Tensorflow op \[(?P<node>.*): (?P<op>[^\]]+)\] is not supported")

@@ -21,6 +21,7 @@ def check_version_dir(directory: Path) -> Any:
     """
     import onnxruntime as ort
     from jsonschema import Draft202012Validator
+
     from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE, SCHEMA_PATH, ModelCard
     from modelfn_runtime.tensors import NUMPY_DTYPES, ORT_TYPES
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from . import models as export_models
 from modelfn_export import ExportError, export_model
+
+from . import models as export_models
 
 
 def test_unconvertible_op_is_named(tmp_path: Path) -> None:

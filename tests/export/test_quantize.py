@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from modelfn_export import ExportError, export_model
+
 from . import models as export_models
 from .export_checks import check_version_dir, store_is_clean
-from modelfn_export import ExportError, export_model
 
 
 def test_digits_mlp_quantized(digits_quantized_export: tuple[Any, Path], digits_export: tuple[Any, Path]) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from . import models as export_models
-from .export_checks import check_version_dir
 from modelfn_export import ExportError, export_model
 from modelfn_export.sources import classify_source
+
+from . import models as export_models
+from .export_checks import check_version_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from .export_checks import check_version_dir, store_is_clean
 from modelfn_export import ExportError, export_model
+
+from .export_checks import check_version_dir, store_is_clean
 
 
 def test_version_auto_increments(digits: dict[str, Any], tmp_path: Path) -> None:
