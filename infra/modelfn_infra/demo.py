@@ -7,6 +7,7 @@ exported model in models/.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -25,13 +26,16 @@ BUCKET = "modelfn-demo"
 LATENCY_REQUESTS = 200
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modelfn_infra.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=STORE, help="model store to export into (default: models)")
+    store = parser.parse_args(argv).store
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "testing")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
     started = time.perf_counter()
-    model_dir = ensure_exported()
+    model_dir = ensure_exported(store)
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
@@ -39,38 +43,40 @@ def main() -> int:
     s3.start()
     try:
         os.environ["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{port}"
-        push(model_dir)
-        serve_and_query(model_dir)
+        push(store)
+        passed = serve_and_query(model_dir)
     finally:
         s3.stop()
-    step(f"demo finished in {time.perf_counter() - started:.0f} s")
-    return 0
+    step(f"demo {'finished' if passed else 'FAILED'} in {time.perf_counter() - started:.0f} s")
+    return 0 if passed else 1
 
 
-def ensure_exported() -> Path:
-    model_dir = STORE / MODEL / VERSION
+def ensure_exported(store: Path) -> Path:
+    model_dir = store / MODEL / VERSION
     if (model_dir / "modelcard.json").is_file():
         step(f"reusing {model_dir} (delete it to export again)")
         return model_dir
     step("training the digits MLP and exporting it (TensorFlow -> ONNX, parity-checked)")
     from modelfn_export import export_model
 
-    card = export_model("modelfn_infra.digits:build_model", MODEL, version=VERSION, out=str(STORE))
+    card = export_model(
+        "modelfn_infra.digits:build_model", MODEL, version=VERSION, out=str(store), progress=lambda line: print(f"    {line}")
+    )
     step(f"exported {MODEL}/{card.version}: max abs diff vs TensorFlow {card.parity['max_abs_diff']:.2e}")
     return model_dir
 
 
-def push(model_dir: Path) -> None:
+def push(store: Path) -> None:
     import boto3
 
     from modelfn_export import push_model
 
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    push_model(MODEL, VERSION, bucket=BUCKET, prefix="models/", store=str(STORE))
-    step(f"pushed {model_dir} to s3://{BUCKET}/models/{MODEL}/{VERSION}/ (moto S3 on {os.environ['AWS_ENDPOINT_URL_S3']})")
+    push_model(MODEL, VERSION, bucket=BUCKET, prefix="models/", store=str(store))
+    step(f"pushed {store / MODEL / VERSION} to s3://{BUCKET}/models/{MODEL}/{VERSION}/ (moto S3 on {os.environ['AWS_ENDPOINT_URL_S3']})")
 
 
-def serve_and_query(model_dir: Path) -> None:
+def serve_and_query(model_dir: Path) -> bool:
     from .local.commands import LocalApp
 
     quiet = open(os.devnull, "w")
@@ -78,13 +84,14 @@ def serve_and_query(model_dir: Path) -> None:
         server = app.serve_api(port=0)
         step(f"local API Gateway on {server.url}; DigitsFunction loads its model from S3 at init")
         try:
-            query(server.url, model_dir, app)
+            return query(server.url, model_dir, app)
         finally:
             server.stop()
     quiet.close()
 
 
-def query(url: str, model_dir: Path, app) -> None:
+def query(url: str, model_dir: Path, app) -> bool:
+    """Query through every protocol; True when predictions agree with onnxruntime and accuracy is sane."""
     import onnxruntime as ort
     import tritonclient.http as triton
 
@@ -103,12 +110,15 @@ def query(url: str, model_dir: Path, app) -> None:
     reference = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"pixels": x_test})[0]
 
     accuracy = float((binary.argmax(1) == y_test).mean())
+    agreement = {
+        "binary": np.allclose(binary, reference, atol=1e-6),
+        "JSON": np.allclose(json_probs, reference[:16], atol=1e-6),
+        "TF Serving": np.allclose(tf_serving, reference[:16], atol=1e-6),
+    }
     latencies = _latencies(client, x_test)
     rows = [
         ("held-out accuracy (tritonclient, binary)", f"{accuracy:.3f} on {len(y_test)} digits"),
-        ("predictions == onnxruntime (binary)", str(np.allclose(binary, reference, atol=1e-6))),
-        ("predictions == onnxruntime (JSON)", str(np.allclose(json_probs, reference[:16], atol=1e-6))),
-        ("predictions == onnxruntime (TF Serving)", str(np.allclose(tf_serving, reference[:16], atol=1e-6))),
+        *((f"predictions == onnxruntime ({protocol})", str(same)) for protocol, same in agreement.items()),
         ("cold start of DigitsFunction", _cold_start(cold)),
         ("first predictions", " ".join(str(d) for d in binary[:12].argmax(1)) + f"  (labels {' '.join(map(str, y_test[:12]))})"),
         (f"latency p50 / p99 ({LATENCY_REQUESTS} requests)", f"{np.percentile(latencies, 50):.1f} ms / {np.percentile(latencies, 99):.1f} ms"),
@@ -118,6 +128,7 @@ def query(url: str, model_dir: Path, app) -> None:
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     print()
+    return accuracy > 0.9 and all(agreement.values())
 
 
 def _cold_start(report) -> str:

@@ -160,3 +160,20 @@ def test_warm_sandbox_is_reused_and_reports_like_lambda(local_app):
     assert warm.memory_size_mb == 256 and 0 < warm.max_memory_used_mb < 2048
     assert warm.billed_duration_ms >= warm.duration_ms and report.request_id != warm.request_id
     assert "REPORT RequestId: " + warm.request_id in local_app.log_path.read_text()
+
+
+def test_concurrent_requests_get_their_own_sandboxes(api, local_app, digits_reference):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pixels, expected = digits_reference
+
+    def one(index: int) -> np.ndarray:
+        client = triton.InferenceServerClient(api.url.removeprefix("http://"))
+        tensor = triton.InferInput("pixels", [1, 64], "FP32")
+        tensor.set_data_from_numpy(pixels[index : index + 1])
+        return client.infer("digits", [tensor]).as_numpy("probs")[0]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, range(12)))
+    np.testing.assert_allclose(np.stack(results), expected[:12], rtol=1e-6, atol=1e-7)
+    assert local_app.runtime._count["DigitsFunction"] <= local_app.runtime.max_sandboxes
