@@ -202,3 +202,9 @@ def test_float_inputs_stay_exact_through_json(service):
     values = np.array([[0.1, 1e-8, 3.4e38, -2.5]], np.float32)
     request = post("/v2/models/toy/infer", {"inputs": oip_inputs(values, np.zeros((1, 3), np.int64))})
     assert service.handle(request).status == 200
+
+
+def test_card_without_artifact_in_s3_names_the_fix(aws, toy_dir):
+    aws.put_object(Bucket="models", Key="models/toy/1/modelcard.json", Body=(toy_dir / "modelcard.json").read_bytes())
+    with pytest.raises(ModelLoadError, match="model.onnx does not exist; push the model"):
+        download_from_s3("s3://models/models/toy/1/")

@@ -17,9 +17,20 @@ import os
 from pathlib import Path
 
 from .modelcard import ARTIFACT_FILE, CARD_FILE
-from .session import ModelLoadError
 
 CACHE_ROOT = Path(os.environ.get("MODELFN_CACHE_DIR", "/tmp/modelfn"))
+
+
+class ModelLoadError(RuntimeError):
+    """The artifact cannot be served as described (missing file, checksum or signature mismatch)."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def default_model_uri(name: str, version: str) -> str:
@@ -39,23 +50,35 @@ def resolve_model_dir(uri: str) -> Path:
 def download_from_s3(uri: str) -> Path:
     """Copy the card and the artifact into /tmp once, verifying the artifact's sha256 against the card."""
     import boto3  # only functions that load from S3 pay for importing boto3
+    import botocore.exceptions
 
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     target = CACHE_ROOT / bucket / prefix
+    target.mkdir(parents=True, exist_ok=True)
     s3 = boto3.client("s3")
     card_body = _get(s3, bucket, prefix + CARD_FILE)
     expected = json.loads(card_body)["artifact"]["sha256"]
     model_path = target / ARTIFACT_FILE
-    if not (model_path.is_file() and _sha256_file(model_path) == expected):
-        model_body = _get(s3, bucket, prefix + ARTIFACT_FILE)
-        digest = hashlib.sha256(model_body).hexdigest()
+    if not (model_path.is_file() and sha256_file(model_path) == expected):
+        partial = model_path.with_name(ARTIFACT_FILE + ".partial")
+        # download_file streams to disk in parallel parts: no second copy of the model in memory
+        try:
+            s3.download_file(bucket, prefix + ARTIFACT_FILE, str(partial))
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                raise
+            raise ModelLoadError(
+                f"s3://{bucket}/{prefix}{ARTIFACT_FILE} does not exist; push the model with `modelfn push`"
+            ) from None
+        digest = sha256_file(partial)
         if digest != expected:
+            partial.unlink()
             raise ModelLoadError(
                 f"s3://{bucket}/{prefix}{ARTIFACT_FILE} has sha256 {digest} but its card records {expected}; "
                 "push the model again with `modelfn push`"
             )
-        _write_atomically(model_path, model_body)
+        partial.replace(model_path)
     _write_atomically(target / CARD_FILE, card_body)
     return target
 
@@ -65,14 +88,6 @@ def _get(s3, bucket: str, key: str) -> bytes:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         raise ModelLoadError(f"s3://{bucket}/{key} does not exist; push the model with `modelfn push`") from None
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +19,10 @@ import numpy as np
 import onnxruntime as ort
 
 from . import providers
+from .artifacts import ModelLoadError, sha256_file
 from .errors import BadRequest
 from .modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard, TensorSpec
 from .tensors import ORT_TYPES, datatype_of
-
-log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The artifact cannot be served as described (missing file, checksum or signature mismatch)."""
 
 
 @dataclass
@@ -48,14 +41,13 @@ class ModelSession:
             if not path.is_file():
                 raise ModelLoadError(f"{path} is missing; export the model with `modelfn export` into that directory")
         card = ModelCard.read(card_path)
-        model_bytes = model_path.read_bytes()
-        digest = hashlib.sha256(model_bytes).hexdigest()
+        digest = sha256_file(model_path)
         if digest != card.artifact.sha256:
             raise ModelLoadError(
                 f"{model_path} has sha256 {digest} but its card records {card.artifact.sha256}; re-export or re-push the model"
             )
         options = providers.session_options(threads)
-        session = ort.InferenceSession(model_bytes, options, providers=providers.requested_providers(preference))
+        session = ort.InferenceSession(str(model_path), options, providers=providers.requested_providers(preference))
         model = cls(card, session, session.get_providers()[0], options.intra_op_num_threads)
         model._check_signature()
         return model
