@@ -140,6 +140,7 @@ def _api() -> dict[str, Any]:
     return {
         "Type": "AWS::Serverless::Api",
         "Properties": {
+            "Name": {"Fn::Sub": "${AWS::StackName}-models"},
             "StageName": {"Ref": "StageName"},
             "EndpointConfiguration": {"Type": "REGIONAL"},
             "TracingEnabled": True,
