@@ -19,6 +19,12 @@ class Headers(dict[str, str]):
     def __init__(self, items: dict[str, str] | None = None) -> None:
         super().__init__({key.lower(): value for key, value in (items or {}).items()})
 
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         return super().get(key.lower(), default)
 
