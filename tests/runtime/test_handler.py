@@ -208,3 +208,27 @@ def test_card_without_artifact_in_s3_names_the_fix(aws, toy_dir):
     aws.put_object(Bucket="models", Key="models/toy/1/modelcard.json", Body=(toy_dir / "modelcard.json").read_bytes())
     with pytest.raises(ModelLoadError, match="model.onnx does not exist; push the model"):
         download_from_s3("s3://models/models/toy/1/")
+
+
+def test_emf_metrics_and_structured_logs(toy_dir, tmp_path):
+    code = (
+        "import sys, json, types, app\n"
+        "context = types.SimpleNamespace(aws_request_id='req-ctx', function_name='f', memory_limit_in_mb=512,\n"
+        "                                invoked_function_arn='arn:aws:lambda:us-east-1:123456789012:function:f')\n"
+        "for event in json.load(open(sys.argv[1])):\n"
+        "    app.lambda_handler(event, context)\n"
+    )
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([{"inputs": oip_inputs()}, {"inputs": oip_inputs()[:1]}]))
+    env = {**os.environ, "MODEL_NAME": "toy", "MODEL_VERSION": "1", "MODEL_URI": str(toy_dir), "PYTHONPATH": str(FUNCTION_DIR)}
+    result = subprocess.run([sys.executable, "-c", code, str(events)], cwd=FUNCTION_DIR, env=env, capture_output=True, text=True, check=True)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    loaded = next(line for line in lines if line.get("message") == "model loaded")
+    assert loaded["provider"] == "CPUExecutionProvider" and loaded["threads"] >= 1
+    emf = [line for line in lines if "_aws" in line and "Latency" in line]
+    assert emf[0]["model"] == "toy" and emf[0]["BatchSize"] == [2.0]
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "modelfn"
+    assert emf[1]["ClientErrors"] == [1.0]
+    refused = next(line for line in lines if line.get("message") == "request refused")
+    assert refused["status"] == 400 and refused["function_request_id"] == "req-ctx"
+    assert refused["cold_start"] is False and refused["model"] == "toy" and refused["version"] == "1"
