@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import socket
 import sys
 import time
 import urllib.request
@@ -38,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = ensure_exported(store)
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    from .local.sandbox import free_port
+
+    port = free_port()
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3.start()
     try:
@@ -164,12 +165,6 @@ def _latencies(client, x_test: np.ndarray) -> np.ndarray:
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 if __name__ == "__main__":

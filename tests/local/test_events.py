@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from modelfn_infra.local.commands import LocalApp
+from modelfn_infra.local.sandbox import free_port
 
 from ..conftest import REPO
 
@@ -98,19 +98,13 @@ def test_cli_local_invoke_unknown_function_is_a_clear_error():
     assert result.returncode == 2 and "choose one of" in result.stderr and "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_function_loads_its_model_from_s3(digits_store, tmp_path, monkeypatch):
     from moto.server import ThreadedMotoServer
 
     from modelfn_export import push_model
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -131,7 +125,7 @@ def test_cli_start_api_serves_and_stops_by_itself(digits_store, tmp_path):
 
     env_file = tmp_path / "env.json"
     env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "3",
          "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused"],

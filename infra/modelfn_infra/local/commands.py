@@ -32,7 +32,9 @@ from samcli.local.apigw.local_apigw_service import LocalApigwService  # noqa: E4
 from samcli.local.apigw.service_error_responses import ServiceErrorResponses  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
-from .sandbox import LAMBDA_SYNC_PAYLOAD_LIMIT, HostLambdaRuntime  # noqa: E402
+from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT, payload_too_large  # noqa: E402
+
+from .sandbox import HostLambdaRuntime  # noqa: E402
 
 DEFAULT_REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -143,10 +145,8 @@ class ApiServer:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             # base64 grows a body by 4/3 inside the event, which is what Lambda's limit counts
             if length * 4 // 3 > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                body = json.dumps({"error": (
-                    f"the request body is {length} bytes, over Lambda's 6 MB synchronous payload limit once "
-                    "base64-encoded; send smaller batches or use the asynchronous path (put the request in S3 / "
-                    "invoke with InvocationType=Event)")}).encode()
+                error = payload_too_large("the request body, base64-encoded into the event,", length * 4 // 3)
+                body = json.dumps({"error": error.message}).encode()
                 start_response("413 Request Entity Too Large", [("Content-Type", "application/json"),
                                                                 ("Content-Length", str(len(body)))])
                 return [body]

@@ -30,9 +30,10 @@ from typing import Any
 
 import samcli
 
+from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT
+
 RIE_BINARY = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{'arm64' if os.uname().machine in ('aarch64', 'arm64') else 'x86_64'}"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-LAMBDA_SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 FORWARDED_HOST_VARIABLES = ("PATH", "HOME", "LANG", "TMPDIR")
 _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
 _INVOKE_DONE = re.compile(r"INVOKE RTDONE\(.*duration: ([0-9.]+)ms\)")
@@ -81,7 +82,7 @@ class Sandbox:
     def __init__(self, config: Any, python: str) -> None:
         self.memory_mb = int(config.memory or 128)
         self.timeout_s = int(config.timeout or 3)
-        self.port, runtime_api_port = _free_port(), _free_port()
+        self.port, runtime_api_port = free_port(), free_port()
         environment = {name: os.environ[name] for name in FORWARDED_HOST_VARIABLES if name in os.environ}
         # Lets functions reach a local moto server (e.g. AWS_ENDPOINT_URL_S3) as they would reach AWS.
         environment.update({k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")})
@@ -302,7 +303,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
