@@ -40,6 +40,11 @@ class ModelEntry:
     timeout_s: int = 10
     reserved_concurrency: int | None = 10
     architecture: str = "x86_64"
+    package_type: str = "Zip"
+    deployment: str = "Canary10Percent5Minutes"
+    snapstart: bool = True
+    alarm_error_rate_percent: float = 5.0
+    alarm_p99_ms: int = 1000
 
     @property
     def logical_id(self) -> str:
@@ -57,6 +62,7 @@ class ModelEntry:
             raise CatalogError(f"{where}: timeout_s must be between 1 and 900 (API Gateway answers within 29)")
         if self.architecture not in ARCHITECTURES:
             raise CatalogError(f"{where}: architecture must be one of {ARCHITECTURES}")
+        validate_release(self)
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,8 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
     resources: dict[str, Any] = {"ModelApi": _api(), "ServerFunction": _server_function()}
     for entry in catalog.models:
         resources[entry.logical_id] = _model_function(entry)
-    return {
+    resources.update(release_resources(catalog))
+    template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
         "Description": "modelfn: one Lambda function per ONNX model behind API Gateway "
@@ -127,6 +134,7 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
             }
         },
     }
+    return apply_package_types(template, catalog)
 
 
 def dump_template(template: dict[str, Any]) -> str:
@@ -201,6 +209,7 @@ def _model_function(entry: ModelEntry) -> dict[str, Any]:
     }
     if entry.reserved_concurrency is not None:
         properties["ReservedConcurrentExecutions"] = entry.reserved_concurrency
+    properties.update(release_properties(entry))
     return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 
@@ -216,3 +225,184 @@ def drift(catalog_path: str | Path, template_path: str | Path) -> str | None:
     if template_path.read_text() != rendered(catalog_path):
         return f"{template_path} differs from what {catalog_path} renders; run `modelfn template render`"
     return None
+
+
+# --- Packaging and release: layers, package types, aliases, canaries, alarms, SnapStart -------------------------
+# New resources live in the helpers below so the functions above stay small and merge-friendly.
+
+PACKAGE_TYPES = ("Zip", "Image")
+DEPLOYMENT_TYPES = (
+    "AllAtOnce",
+    "Canary10Percent5Minutes",
+    "Canary10Percent10Minutes",
+    "Canary10Percent15Minutes",
+    "Canary10Percent30Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery2Minutes",
+    "Linear10PercentEvery3Minutes",
+    "Linear10PercentEvery10Minutes",
+)
+"""CodeDeploy's predefined Lambda deployment configurations, as SAM's ``DeploymentPreference.Type`` names them."""
+
+LIVE_ALIAS = "live"
+LAYER_CODE = "layers/onnxruntime/"
+LAMBDA_RUNTIME = "python3.12"
+IMAGE_DOCKERFILE = "Dockerfile"
+IMAGE_CONTEXT = "."
+
+
+def layer_logical_id(architecture: str) -> str:
+    """``OnnxRuntimeX8664Layer`` / ``OnnxRuntimeArm64Layer``: the ONNX Runtime + numpy layer for one architecture."""
+    return "OnnxRuntime" + "".join(part.capitalize() for part in architecture.split("_")) + "Layer"
+
+
+def alarm_logical_ids(entry: ModelEntry) -> tuple[str, str]:
+    """The error-rate and p99-latency alarms that roll back ``entry``'s deployments."""
+    base = entry.logical_id.removesuffix("Function")
+    return f"{base}ErrorRateAlarm", f"{base}LatencyAlarm"
+
+
+def validate_release(entry: ModelEntry) -> None:
+    """Catalog checks for the packaging and release fields; CatalogError names the fix."""
+    where = f"catalog entry {entry.name!r}"
+    if entry.package_type not in PACKAGE_TYPES:
+        raise CatalogError(f"{where}: package_type must be one of {PACKAGE_TYPES}")
+    if entry.deployment not in DEPLOYMENT_TYPES:
+        raise CatalogError(f"{where}: deployment must be one of {', '.join(DEPLOYMENT_TYPES)}")
+    if entry.snapstart and entry.package_type == "Image":
+        raise CatalogError(f"{where}: SnapStart works only for Zip functions; set snapstart: false for package_type: Image")
+    if not 0 < entry.alarm_error_rate_percent <= 100:
+        raise CatalogError(f"{where}: alarm_error_rate_percent must be in (0, 100]")
+    if not 1 <= entry.alarm_p99_ms <= entry.timeout_s * 1000:
+        raise CatalogError(f"{where}: alarm_p99_ms must be between 1 and timeout_s * 1000 ({entry.timeout_s * 1000})")
+
+
+def release_properties(entry: ModelEntry) -> dict[str, Any]:
+    """Function properties for safe rollouts: a ``live`` alias, a canary/linear deployment with rollback alarms,
+    SnapStart, and the ONNX Runtime layer (Zip) or the container image (Image)."""
+    error_alarm, latency_alarm = alarm_logical_ids(entry)
+    properties: dict[str, Any] = {
+        "AutoPublishAlias": LIVE_ALIAS,
+        "DeploymentPreference": {"Type": entry.deployment, "Alarms": [{"Ref": error_alarm}, {"Ref": latency_alarm}]},
+    }
+    if entry.package_type == "Image":
+        properties["PackageType"] = "Image"
+        return properties
+    properties["Layers"] = [{"Ref": layer_logical_id(entry.architecture)}]
+    if entry.snapstart:
+        properties["SnapStart"] = {"ApplyOn": "PublishedVersions"}
+    return properties
+
+
+def release_resources(catalog: Catalog) -> dict[str, Any]:
+    """One ONNX Runtime layer per architecture that Zip models use, and two rollback alarms per model."""
+    resources: dict[str, Any] = {}
+    for architecture in sorted({e.architecture for e in catalog.models if e.package_type == "Zip"}):
+        resources[layer_logical_id(architecture)] = _onnxruntime_layer(architecture)
+    for entry in catalog.models:
+        resources.update(_rollback_alarms(entry))
+    return resources
+
+
+def apply_package_types(template: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
+    """Image functions take no Runtime, Handler or CodeUri, so with any Image model these move from Globals into
+    each Zip function, and each Image function names its Dockerfile (built by ``sam build``)."""
+    images = [entry for entry in catalog.models if entry.package_type == "Image"]
+    if not images:
+        return template
+    function_globals = template["Globals"]["Function"]
+    zip_settings = {key: function_globals.pop(key) for key in ("Runtime", "CodeUri", "Handler")}
+    image_ids = {entry.logical_id for entry in images}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        if logical_id in image_ids:
+            resource["Metadata"] = {
+                "Dockerfile": IMAGE_DOCKERFILE,
+                "DockerContext": IMAGE_CONTEXT,
+                "DockerTag": LAMBDA_RUNTIME,
+            }
+        else:
+            resource["Properties"] = {**zip_settings, **resource["Properties"]}
+    return template
+
+
+def _onnxruntime_layer(architecture: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::Serverless::LayerVersion",
+        "Properties": {
+            "LayerName": {"Fn::Sub": f"${{AWS::StackName}}-onnxruntime-{architecture.replace('_', '-')}"},
+            "Description": f"ONNX Runtime and numpy for {LAMBDA_RUNTIME} on {architecture} (built by `modelfn build`).",
+            "ContentUri": LAYER_CODE,
+            "CompatibleRuntimes": [LAMBDA_RUNTIME],
+            "CompatibleArchitectures": [architecture],
+            "RetentionPolicy": "Retain",
+        },
+        # What `sam build` would do with python3.12 on PATH; `modelfn build` does it without one.
+        "Metadata": {"BuildMethod": LAMBDA_RUNTIME, "BuildArchitecture": architecture},
+    }
+
+
+def _rollback_alarms(entry: ModelEntry) -> dict[str, Any]:
+    """Alarms on the ``live`` alias, which carries both versions' traffic while CodeDeploy shifts it."""
+    error_alarm, latency_alarm = alarm_logical_ids(entry)
+
+    def dimensions() -> list[dict[str, Any]]:  # a fresh list per use: the YAML stays free of anchors
+        return [
+            {"Name": "FunctionName", "Value": {"Ref": entry.logical_id}},
+            {"Name": "Resource", "Value": {"Fn::Sub": f"${{{entry.logical_id}}}:{LIVE_ALIAS}"}},
+        ]
+
+    def lambda_metric(metric_id: str, metric: str) -> dict[str, Any]:
+        return {
+            "Id": metric_id,
+            "ReturnData": False,
+            "MetricStat": {
+                "Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": dimensions()},
+                "Period": 60,
+                "Stat": "Sum",
+            },
+        }
+
+    common = {
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+    }
+    return {
+        error_alarm: {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": f"{entry.name}: more than {entry.alarm_error_rate_percent}% of invocations of the "
+                f"{LIVE_ALIAS} alias fail (function errors, timeouts, init failures); rolls a deployment back.",
+                "Metrics": [
+                    lambda_metric("errors", "Errors"),
+                    lambda_metric("invocations", "Invocations"),
+                    {
+                        "Id": "error_rate",
+                        "Label": "error rate (%)",
+                        "Expression": "IF(invocations > 0, 100 * errors / invocations, 0)",
+                        "ReturnData": True,
+                    },
+                ],
+                "Threshold": entry.alarm_error_rate_percent,
+                **common,
+            },
+        },
+        latency_alarm: {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": f"{entry.name}: p99 duration of the {LIVE_ALIAS} alias above {entry.alarm_p99_ms} ms; "
+                "rolls a deployment back.",
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Duration",
+                "Dimensions": dimensions(),
+                "ExtendedStatistic": "p99",
+                "Period": 60,
+                "Unit": "Milliseconds",
+                "Threshold": entry.alarm_p99_ms,
+                **common,
+            },
+        },
+    }

@@ -5,6 +5,9 @@
     modelfn template render|check                catalog (infra/catalog.yaml) -> template.yaml
     modelfn local invoke LOGICAL_ID -e EVENT     run one function through the Lambda RIE, no Docker
     modelfn local start-api [--port 3000]        API Gateway + the functions on 127.0.0.1
+    modelfn build                                lean python3.12 artifacts + ONNX Runtime layer, size-checked
+    modelfn deploy [--dry-run]                   sam deploy of the build with samconfig.toml
+    modelfn promote NAME VERSION                 serve another model version (a canary deployment)
 
 Subcommands import their heavy dependencies only when they run, so ``--help`` is instant.
 """
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_push_parser(commands)
     _add_template_parser(commands)
     _add_local_parser(commands)
+    _add_release_parsers(commands)
     return parser
 
 
@@ -116,6 +120,67 @@ def _local_start_api(args: argparse.Namespace) -> int:
     from .local.commands import start_api
 
     return start_api(args)
+
+
+def _add_release_parsers(commands) -> None:
+    build = commands.add_parser("build", help="build lean, size-checked artifacts for python3.12 (no python3.12 needed)")
+    build.add_argument("-t", "--template", default=DEFAULT_TEMPLATE)
+    build.add_argument("-b", "--build-dir", default=".aws-sam/build", help="where sam package/deploy look (default)")
+    build.set_defaults(func=_build)
+
+    deploy = commands.add_parser("deploy", help="sam deploy of the build, configured by samconfig.toml")
+    deploy.add_argument("--dry-run", action="store_true", help="print the change set offline; send nothing to AWS")
+    deploy.add_argument("--against", metavar="TEMPLATE", help="with --dry-run: a deployed template to diff against")
+    deploy.add_argument("-t", "--template", help="built template (default .aws-sam/build/template.yaml)")
+    deploy.add_argument("--config-file", default="samconfig.toml")
+    deploy.add_argument("--config-env", default="default")
+    deploy.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    deploy.set_defaults(func=_deploy)
+
+    promote = commands.add_parser("promote", help="serve another version of a model (deployed as a canary)")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--store", help="local model store or s3://bucket/prefix that must hold NAME/VERSION")
+    promote.add_argument("--catalog", default=DEFAULT_CATALOG)
+    promote.add_argument("--template", default=DEFAULT_TEMPLATE)
+    promote.set_defaults(func=_promote)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .build import BuildError, build, size_report
+
+    try:
+        result = build(args.template, args.build_dir)
+    except BuildError as error:
+        return _fail(str(error), status=1)
+    except OSError as error:
+        return _fail(str(error))
+    print(size_report(result))
+    print(f"built {result.template}; next: `modelfn deploy --dry-run`, then `modelfn deploy`")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from .deploy import DeployError, deploy
+
+    try:
+        return deploy(args)
+    except DeployError as error:
+        return _fail(str(error))
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from .catalog import CatalogError
+    from .deploy import DeployError, promote
+
+    try:
+        previous = promote(args.catalog, args.template, args.name, args.version, store=args.store)
+    except (CatalogError, DeployError, OSError) as error:
+        return _fail(str(error))
+    print(f"{args.name}: version {previous} -> {args.version} in {args.catalog}; {args.template} re-rendered")
+    print("next: `modelfn build && modelfn deploy` publishes a new function version and CodeDeploy shifts the "
+          "live alias to it (canary/linear per the catalog), rolling back if its alarms fire")
+    return 0
 
 
 def _fail(message: str, status: int = 2) -> int:

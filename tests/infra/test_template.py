@@ -124,6 +124,9 @@ def test_sam_transform_gives_each_model_route_its_own_function():
 
     template = yaml.safe_load(TEMPLATE.read_text())
     template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/inference.zip"  # what `sam package` uploads
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
     cloudformation = transform(template, {"ModelBucket": "bucket"}, Plugins())
     resources = cloudformation["Resources"]
     swagger = next(r for r in resources.values() if r["Type"] == "AWS::ApiGateway::RestApi")["Properties"]["Body"]

@@ -16,16 +16,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
 from .http import HttpRequest, HttpResponse
 from .metering import Meter, MetricsMeter, UsageRecord
-from .observability import logger, tracer
-from .protocols import oip, tfserving
-from .session import ModelSession
+from .observability import logger, subsegment
+from .protocols.server import server_metadata
+
+if TYPE_CHECKING:  # the catch-all function ships without numpy and onnxruntime: model-only imports stay lazy
+    import numpy as np
+
+    from .session import ModelSession
 
 SERVER_VERSION = "0.1.0"
 _MODEL = r"/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
@@ -68,7 +70,7 @@ class InferenceService:
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
             "ready": lambda request, params: Outcome(HttpResponse.json(200, {"ready": True})),
-            "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, oip.server_metadata(SERVER_VERSION))),
+            "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, server_metadata(SERVER_VERSION))),
             "model_metadata": self._model_metadata,
             "model_ready": self._model_ready,
             "infer": self._infer,
@@ -121,7 +123,10 @@ class InferenceService:
         return self.model
 
     def _model_metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, oip.model_metadata(self._served(params).card)))
+        model = self._served(params)  # before the protocol import: the catch-all answers 404 without numpy
+        from .protocols import oip
+
+        return Outcome(HttpResponse.json(200, oip.model_metadata(model.card)))
 
     def _model_ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params)
@@ -129,18 +134,28 @@ class InferenceService:
 
     def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params)
+        from .protocols import oip
+
         infer = oip.decode_infer(request)
         results = _run(model, infer.inputs, infer.outputs)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, tfserving.model_status(self._served(params).card)))
+        model = self._served(params)
+        from .protocols import tfserving
+
+        return Outcome(HttpResponse.json(200, tfserving.model_status(model.card)))
 
     def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, tfserving.model_metadata(self._served(params).card)))
+        model = self._served(params)
+        from .protocols import tfserving
+
+        return Outcome(HttpResponse.json(200, tfserving.model_metadata(model.card)))
 
     def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params)
+        from .protocols import tfserving
+
         predict = tfserving.decode_predict(request, model.card.inputs)
         results = _run(model, predict.inputs)
         return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
@@ -165,7 +180,7 @@ class InferenceService:
 
 
 def _run(model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-    with tracer.provider.in_subsegment("## session.run"):
+    with subsegment("## session.run"):
         return model.run(inputs, outputs)
 
 

@@ -25,9 +25,9 @@ from ..http import HttpRequest, HttpResponse
 from ..modelcard import ModelCard
 from ..tensors import datatype_of, element_count, from_binary, to_binary
 from .common import check_content_type, json_object, json_value, tensor_from_json
+from .server import EXTENSIONS, server_metadata  # noqa: F401  (numpy-free, re-exported)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-EXTENSIONS = ["binary_tensor_data"]
 
 
 @dataclass
@@ -106,10 +106,6 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
         "inputs": tensors(card.inputs),
         "outputs": tensors(card.outputs),
     }
-
-
-def server_metadata(version: str) -> dict[str, Any]:
-    return {"name": "modelfn", "version": version, "extensions": EXTENSIONS}
 
 
 def _split_body(request: HttpRequest) -> tuple[memoryview, memoryview]:
