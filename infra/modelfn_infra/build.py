@@ -53,8 +53,9 @@ FORBIDDEN = ("tensorflow", "tensorflow_cpu", "tf2onnx", "onnx", "keras", "tensor
 """Export-time packages that never belong in a deployed artifact (import names and distribution names)."""
 MODEL_ONLY = ("onnxruntime", "numpy")
 """What only model functions need; the catch-all function must carry neither."""
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
-"""Distributions the python3.12 Lambda runtime already ships; bundling them only adds size."""
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "python-dateutil", "urllib3", "six")
+"""Distributions the python3.12 Lambda runtime already ships; bundling them only adds size. (jmespath stays:
+powertools imports it directly, and it is 100 kB.)"""
 STRIP_DIRS = ("tests", "include", "onnxruntime/tools", "onnxruntime/transformers",
               "onnxruntime/quantization", "__pycache__")
 """Run-time-dead paths removed from installed wheels (matched as path suffixes of directories)."""
