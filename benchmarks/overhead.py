@@ -1,0 +1,124 @@
+"""Warm handler overhead: a 1-sample REST JSON request through ``app.lambda_handler`` against bare ``session.run``.
+
+Both run in this process on the same ONNX Runtime session (the handler's), interleaved in blocks so machine
+noise hits both alike. Reports p50/p90 of each and the handler's overhead (p50 handler - p50 bare); with
+``--profile``, a cProfile of the handler path (top functions by own time) shows where the overhead goes.
+
+    .venv/bin/python benchmarks/overhead.py                  # digits from models/ (exported if missing)
+    .venv/bin/python benchmarks/overhead.py --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from coldstart import EVENT, ensure_model  # noqa: E402
+
+
+class Context:
+    aws_request_id = "warm"
+    function_name = "DigitsFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:DigitsFunction"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20000, help="timed requests per path")
+    parser.add_argument("--store", type=Path, default=REPO / "models")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    model_dir = ensure_model(args.store)
+    os.environ.update(MODEL_NAME="digits", MODEL_VERSION="1", MODEL_URI=str(model_dir), MODELFN_MODELS="digits",
+                      POWERTOOLS_SERVICE_NAME="modelfn", POWERTOOLS_METRICS_NAMESPACE="modelfn", POWERTOOLS_LOG_LEVEL="WARNING")
+    sys.path.insert(0, str(REPO / "functions" / "inference"))
+    import numpy as np
+
+    import app
+    from modelfn_runtime import handler
+
+    event = json.loads(EVENT.read_text())
+    body = json.loads(base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"])
+    session = handler.SERVICE.model.session
+    feeds = {"pixels": np.asarray(body["inputs"][0]["data"], np.float32).reshape(1, 64)}
+    output_names = [o.name for o in session.get_outputs()]
+    context = Context()
+    devnull = open(os.devnull, "w")
+    real_stdout = sys.stdout
+
+    def handler_call() -> None:
+        app.lambda_handler(copy.copy(event), context)
+
+    def bare_call() -> None:
+        session.run(output_names, feeds)
+
+    sys.stdout = devnull  # the EMF metric lines the handler prints per invocation
+    try:
+        for _ in range(500):
+            handler_call()
+            bare_call()
+        timings: dict[str, list[float]] = {"bare session.run": [], "handler (REST JSON)": []}
+        block = 200
+        for _ in range(max(1, args.requests // block)):
+            for name, call in (("bare session.run", bare_call), ("handler (REST JSON)", handler_call)):
+                samples = timings[name]
+                for _ in range(block):
+                    started = time.perf_counter_ns()
+                    call()
+                    samples.append((time.perf_counter_ns() - started) / 1000)
+        profile_text = ""
+        if args.profile:
+            import cProfile
+            import io
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(2000):
+                handler_call()
+            profiler.disable()
+            stream = io.StringIO()
+            pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(25)
+            profile_text = stream.getvalue()
+    finally:
+        sys.stdout = real_stdout
+
+    print(f"warm latency, digits, 1 sample, {args.requests} requests per path (µs; {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]})")
+    results = {}
+    for name, samples in timings.items():
+        results[name] = {"p50_us": round(statistics.median(samples), 1), "p90_us": round(percentile(samples, 0.9), 1)}
+        print(f"  {name:<22} p50 {results[name]['p50_us']:>8.1f}   p90 {results[name]['p90_us']:>8.1f}")
+    overhead = results["handler (REST JSON)"]["p50_us"] - results["bare session.run"]["p50_us"]
+    results["overhead_p50_us"] = round(overhead, 1)
+    print(f"  handler overhead p50: {overhead:.1f} µs (target <= 50 µs)")
+    if profile_text:
+        print(profile_text)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
