@@ -22,7 +22,7 @@ import os
 import time
 from typing import Any
 
-from . import triggers
+from . import snapstart, triggers
 from .artifacts import default_model_uri, resolve_model_dir
 from .observability import logger, metrics, tracer
 from .service import InferenceService, describe
@@ -51,6 +51,7 @@ def load_service() -> InferenceService:
 
 
 SERVICE = load_service()
+snapstart.register(SERVICE)  # SnapStart: warm before the snapshot, re-check threads/provider after restore
 logger.append_keys(model=os.environ.get("MODEL_NAME", "-"), version=os.environ.get("MODEL_VERSION", "-"))
 
 

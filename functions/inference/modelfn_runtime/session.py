@@ -31,6 +31,8 @@ class ModelSession:
     session: ort.InferenceSession
     provider: str
     threads: int
+    source: Path | None = None
+    """The directory the model was loaded from (SnapStart's after-restore hook reopens it with other threads)."""
 
     @classmethod
     def load(cls, model_dir: str | Path, *, preference: str = "auto", threads: int | None = None) -> "ModelSession":
@@ -48,7 +50,7 @@ class ModelSession:
             )
         options = providers.session_options(threads)
         session = ort.InferenceSession(str(model_path), options, providers=providers.requested_providers(preference))
-        model = cls(card, session, session.get_providers()[0], options.intra_op_num_threads)
+        model = cls(card, session, session.get_providers()[0], options.intra_op_num_threads, model_dir)
         model._check_signature()
         return model
 
