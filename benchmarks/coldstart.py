@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 EVENT = REPO / "events" / "rest-infer-json.json"
 
 BODY = """
-import base64, json
+import atexit, base64, json
+# peak RSS of this process's own address space (wait4's ru_maxrss would include the parent's at fork time)
+atexit.register(lambda: print("VmHWM", [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0]))
 def body_of(message):
     body = message["body"]
     return json.loads(base64.b64decode(body) if message.get("isBase64Encoded") else body)
@@ -68,40 +70,38 @@ print(int(np.argmax(list(model.signatures["serving_default"](tf.constant(pixels)
 
 
 def run_once(script: str, args: list[str], env: dict[str, str]) -> tuple[float, float, list[str]]:
-    """Wall seconds from spawn to exit, peak RSS in MB, and stdout."""
+    """Wall seconds from spawn to exit, peak RSS in MB (the child's VmHWM), and its prediction."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-c", script, *args], stdout=out, stderr=subprocess.PIPE, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr = process.stderr.read().decode() if process.stderr else ""
         out.seek(0)
-        stdout = out.read().decode().strip().splitlines()[-1:]  # the prediction; EMF metric lines come before it
+        lines = out.read().decode().strip().splitlines()
     if process.returncode != 0:
         raise SystemExit(f"benchmark variant failed:\n{stderr[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout
+    peak_kb = int(lines[-1].split()[1])
+    return wall, peak_kb / 1024, lines[-2:-1]  # the prediction; EMF metric lines come before it
 
 
 def ensure_model(store: Path) -> Path:
+    """digits/1 in ``store``, exported in a child process (this one must stay small: see run_once)."""
     model_dir = store / "digits" / "1"
     if not (model_dir / "model.onnx").is_file():
-        from modelfn_export import export_model
-
         print(f"exporting digits/1 into {store} ...", file=sys.stderr)
-        export_model("modelfn_infra.digits:build_model", "digits", version="1", out=str(store))
+        subprocess.run([sys.executable, "-c", "import sys; from modelfn_export import export_model; "
+                        "export_model('modelfn_infra.digits:build_model', 'digits', version='1', out=sys.argv[1])",
+                        str(store)], check=True, capture_output=True)
     return model_dir
 
 
 def ensure_saved_model(target: Path) -> Path:
+    """The same digits network as a TensorFlow SavedModel (the TF way of serving it), for comparison."""
     if not (target / "saved_model.pb").is_file():
-        import tensorflow as tf
-
-        from modelfn_infra.digits import build_model
-
-        model = build_model()
-        model.export(str(target), verbose=False)
-        del tf
+        subprocess.run([sys.executable, "-c", "import sys; from modelfn_infra.digits import build_model; "
+                        "build_model().export(sys.argv[1], verbose=False)", str(target)], check=True, capture_output=True)
     return target
 
 

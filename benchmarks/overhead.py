@@ -6,6 +6,7 @@ noise hits both alike. Reports p50/p90 of each and the handler's overhead (p50 h
 
     .venv/bin/python benchmarks/overhead.py                  # digits from models/ (exported if missing)
     .venv/bin/python benchmarks/overhead.py --profile
+    .venv/bin/python benchmarks/overhead.py --code /tmp/before/functions/inference   # another checkout
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20000, help="timed requests per path")
     parser.add_argument("--store", type=Path, default=REPO / "models")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--code", type=Path, default=REPO / "functions" / "inference",
+                        help="the functions/inference directory to measure (e.g. another checkout's, for before/after)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
     model_dir = ensure_model(args.store)
     os.environ.update(MODEL_NAME="digits", MODEL_VERSION="1", MODEL_URI=str(model_dir), MODELFN_MODELS="digits",
                       POWERTOOLS_SERVICE_NAME="modelfn", POWERTOOLS_METRICS_NAMESPACE="modelfn", POWERTOOLS_LOG_LEVEL="WARNING")
-    sys.path.insert(0, str(REPO / "functions" / "inference"))
+    sys.path.insert(0, str(args.code.resolve()))
     import numpy as np
 
     import app
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = real_stdout
 
     print(f"warm latency, digits, 1 sample, {args.requests} requests per path (µs; {os.cpu_count()} CPUs, "
-          f"Python {sys.version.split()[0]})")
+          f"Python {sys.version.split()[0]}; code {args.code})")
     results = {}
     for name, samples in timings.items():
         results[name] = {"p50_us": round(statistics.median(samples), 1), "p90_us": round(percentile(samples, 0.9), 1)}

@@ -38,7 +38,8 @@ from typing import Any
 
 import yaml
 
-from .catalog import LAMBDA_RUNTIME
+from .catalog import IMAGE_DOCKERFILE as DOCKERFILE
+from .catalog import LAMBDA_RUNTIME, LAYER_CODE
 
 MB = 1024 * 1024
 ZIPPED_LIMIT = 50 * MB
@@ -78,6 +79,7 @@ class Artifact:
 
     name: str
     path: Path
+    kind: str = "zip"  # or "image": a container image's context, bound by the 10 GB image limit instead
     unzipped: int = 0
     zipped: int = 0
     packages: list[str] = field(default_factory=list)
@@ -120,14 +122,21 @@ def build(
     *,
     python_version: str = LAMBDA_RUNTIME.removeprefix("python"),
     pip: list[str] | None = None,
+    model_store: str | Path | None = None,
+    base_image: str | None = None,
+    source_root: str | Path | None = None,
     log=print,
 ) -> BuildResult:
-    """Build every Zip function and layer of ``template_path`` into ``build_dir``, then check sizes and contents.
+    """Build every function and layer of ``template_path`` into ``build_dir``, then check sizes and contents.
 
-    Image functions are left to ``sam build`` (which runs ``docker build`` on their Dockerfile).
+    An Image function becomes a local Docker image (``docker build`` of the repository's Dockerfile over a
+    context holding the same layer and code as the Zip functions, plus its model when ``model_store`` has it);
+    ``base_image`` replaces the Dockerfile's AWS Lambda base image (e.g. a locally built stand-in).
+    ``source_root`` holds the Dockerfile, layers/ and functions/ (default: the template's directory).
     """
     template_path = Path(template_path).resolve()
     root = template_path.parent
+    sources = Path(source_root).resolve() if source_root else root
     build_dir = Path(build_dir).resolve()
     template = yaml.safe_load(template_path.read_text())
     resources = template["Resources"]
@@ -165,7 +174,16 @@ def build(
         )
         functions.append(function)
         if function.package_type == "Image":
-            log(f"skipping {logical_id}: PackageType Image is built by `sam build {logical_id}` (docker build)")
+            log(f"building image {logical_id} ({architecture}) with docker")
+            tag = _build_image(pip, sources, build_dir / logical_id, function, variables, architecture, python_version,
+                               model_store, base_image)
+            properties["ImageUri"] = tag
+            baked = build_dir / logical_id / "models" / str(variables.get("MODEL_NAME")) / str(variables.get("MODEL_VERSION"))
+            if baked.is_dir():  # the model travels inside the image: read it from there, not from S3
+                variables["MODEL_URI"] = baked.relative_to(build_dir / logical_id).as_posix()
+            function.code = logical_id
+            resource.pop("Metadata", None)
+            artifacts[logical_id] = Artifact(logical_id, build_dir / logical_id, kind="image")
             continue
         code_uri = properties.get("CodeUri", function_globals.get("CodeUri"))
         if not isinstance(code_uri, str):
@@ -195,7 +213,7 @@ def check(result: BuildResult) -> None:
     """Raise BuildError listing every broken limit or forbidden package (all of them, not just the first)."""
     problems: list[str] = []
     for artifact in result.artifacts.values():
-        if artifact.zipped > ZIPPED_LIMIT:
+        if artifact.kind == "zip" and artifact.zipped > ZIPPED_LIMIT:
             problems.append(
                 f"{artifact.name} is {artifact.zipped / MB:.1f} MB zipped, over Lambda's {ZIPPED_LIMIT // MB} MB "
                 "direct-upload limit; remove dependencies or use package_type: Image"
@@ -208,7 +226,7 @@ def check(result: BuildResult) -> None:
             )
     for function in result.functions:
         total = function.unzipped(result.artifacts)
-        if total > UNZIPPED_LIMIT:
+        if function.package_type == "Zip" and total > UNZIPPED_LIMIT:
             problems.append(
                 f"{function.logical_id} is {total / MB:.1f} MB unzipped with its layers, over Lambda's "
                 f"{UNZIPPED_LIMIT // MB} MB limit; use package_type: Image (10 GB) or trim the layer"
@@ -238,7 +256,8 @@ def size_report(result: BuildResult) -> str:
     lines.append(f"{'function':<28}{'unzipped MB':>12}  {'code + layers'}")
     for function in result.functions:
         if function.package_type == "Image":
-            lines.append(f"{function.logical_id:<28}{'image':>12}  built by sam build (10 GB image limit)")
+            size = result.artifacts[function.code].unzipped / MB if function.code else 0.0
+            lines.append(f"{function.logical_id:<28}{size:>12.1f}  container image (limit 10 GB uncompressed)")
             continue
         parts = " + ".join(name for name in [function.code, *function.layers] if name)
         lines.append(f"{function.logical_id:<28}{function.unzipped(result.artifacts) / MB:>12.1f}  {parts}")
@@ -262,6 +281,35 @@ def _build_code(pip: list[str], source: Path, target: Path, architecture: str, p
             raise BuildError(f"{path} is missing; the function package needs {', '.join(FUNCTION_SOURCES)}")
     _strip(target)
     return Artifact(target.name, target)
+
+
+def _build_image(pip: list[str], root: Path, context: Path, function: FunctionBuild, variables: dict[str, Any],
+                 architecture: str, python_version: str, model_store: str | Path | None, base_image: str | None) -> str:
+    """``docker build`` of the Dockerfile over ``context``: python/ (the layer's packages), task/ (the function code)
+    and models/ (the function's model when ``model_store`` holds it). Returns the local image tag."""
+    docker = shutil.which("docker")
+    if not docker:
+        raise BuildError(f"{function.logical_id} has PackageType Image but no docker client is installed; "
+                         "install Docker or set package_type: Zip in the catalog")
+    _pip_install(pip, root / LAYER_CODE / REQUIREMENTS, context / "python", architecture, python_version)
+    _strip(context / "python")
+    _build_code(pip, root / "functions" / "inference", context / "task", architecture, python_version)
+    models = context / "models"
+    models.mkdir()
+    name, version = variables.get("MODEL_NAME"), str(variables.get("MODEL_VERSION", ""))
+    if model_store and name and (Path(model_store) / name / version / "model.onnx").is_file():
+        shutil.copytree(Path(model_store) / name / version, models / name / version)
+    tag = f"{function.logical_id.lower()}:{LAMBDA_RUNTIME}"
+    command = [docker, "build", "--quiet", "-f", str(root / DOCKERFILE), "-t", tag,
+               "--platform", "linux/amd64" if architecture == "x86_64" else "linux/arm64", str(context)]
+    if base_image:
+        command[2:2] = ["--build-arg", f"BASE_IMAGE={base_image}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise BuildError(f"docker build of {function.logical_id} failed:\n{tail}\n"
+                         "is a Docker engine running (DOCKER_HOST) and the base image available locally?")
+    return tag
 
 
 def _pip_install(pip: list[str], requirements: Path, target: Path, architecture: str, python_version: str) -> None:
@@ -316,6 +364,9 @@ def _strip(root: Path) -> None:
 def _measure(artifact: Artifact) -> None:
     files = [p for p in artifact.path.rglob("*") if p.is_file()]
     artifact.unzipped = sum(p.stat().st_size for p in files)
+    if artifact.kind == "image":
+        artifact.packages = sorted(_top_level_names(artifact.path / "python") | _top_level_names(artifact.path / "task"))
+        return
     python_root = artifact.path / "python" if (artifact.path / "python").is_dir() else artifact.path
     artifact.packages = sorted(_top_level_names(python_root))
     with tempfile.TemporaryDirectory() as scratch:

@@ -126,6 +126,8 @@ def _add_release_parsers(commands) -> None:
     build = commands.add_parser("build", help="build lean, size-checked artifacts for python3.12 (no python3.12 needed)")
     build.add_argument("-t", "--template", default=DEFAULT_TEMPLATE)
     build.add_argument("-b", "--build-dir", default=".aws-sam/build", help="where sam package/deploy look (default)")
+    build.add_argument("--model-store", help="bake models from this store into Image functions (else they read MODEL_URI)")
+    build.add_argument("--base-image", help="replace the Dockerfile's Lambda base image (Image functions)")
     build.set_defaults(func=_build)
 
     deploy = commands.add_parser("deploy", help="sam deploy of the build, configured by samconfig.toml")
@@ -150,7 +152,7 @@ def _build(args: argparse.Namespace) -> int:
     from .build import BuildError, build, size_report
 
     try:
-        result = build(args.template, args.build_dir)
+        result = build(args.template, args.build_dir, model_store=args.model_store, base_image=args.base_image)
     except BuildError as error:
         return _fail(str(error), status=1)
     except OSError as error:
