@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install demo test lint template clean
+.PHONY: install demo test lint template build clean
 
 install: $(INSTALLED)
 
@@ -30,6 +30,10 @@ lint: $(INSTALLED)
 
 template: $(INSTALLED)
 	$(VENV)/bin/modelfn template render
+
+# Lean, size-checked python3.12 artifacts in .aws-sam/build (no python3.12 needed); then `modelfn deploy`.
+build: $(INSTALLED)
+	$(VENV)/bin/modelfn build
 
 clean:
 	rm -rf $(VENV) .modelfn .pytest_cache

@@ -47,8 +47,12 @@ ZIPPED_LIMIT = 50 * MB
 UNZIPPED_LIMIT = 250 * MB
 """Lambda's limit on a function's code plus all of its layers, unzipped."""
 
-PLATFORMS = {"x86_64": "manylinux_2_28_x86_64", "arm64": "manylinux_2_28_aarch64"}
-"""pip platform tags per Lambda architecture (Amazon Linux 2023 has glibc 2.34; pip also accepts older manylinux tags)."""
+PLATFORMS = {
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+    "arm64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
+}
+"""pip platform tags per Lambda architecture, newest first (Amazon Linux 2023 has glibc 2.34). pip does not widen
+an explicit ``--platform`` to older manylinux tags, so wheels tagged only manylinux2014 need theirs listed."""
 
 FORBIDDEN = ("tensorflow", "tensorflow_cpu", "tf2onnx", "onnx", "keras", "tensorboard", "tf_keras")
 """Export-time packages that never belong in a deployed artifact (import names and distribution names)."""
@@ -312,6 +316,11 @@ def _build_image(pip: list[str], root: Path, context: Path, function: FunctionBu
     return tag
 
 
+def platform_args(architecture: str) -> list[str]:
+    """``--platform`` options for pip's cross-platform install to one Lambda architecture."""
+    return [arg for tag in PLATFORMS[architecture] for arg in ("--platform", tag)]
+
+
 def _pip_install(pip: list[str], requirements: Path, target: Path, architecture: str, python_version: str) -> None:
     if architecture not in PLATFORMS:
         raise BuildError(f"architecture {architecture!r} is not one of {sorted(PLATFORMS)}")
@@ -319,14 +328,14 @@ def _pip_install(pip: list[str], requirements: Path, target: Path, architecture:
         raise BuildError(f"{requirements} is missing; list the artifact's dependencies there")
     command = [
         *pip, "install", "--quiet", "--no-compile", "--target", str(target), "-r", str(requirements),
-        "--platform", PLATFORMS[architecture], "--implementation", "cp", "--python-version", python_version,
+        *platform_args(architecture), "--implementation", "cp", "--python-version", python_version,
         "--only-binary=:all:",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_NO_WARN_SCRIPT_LOCATION": "1"})
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
         raise BuildError(
-            f"pip could not install {requirements} for {PLATFORMS[architecture]} / Python {python_version}:\n{tail}\n"
+            f"pip could not install {requirements} for {PLATFORMS[architecture][0]} / Python {python_version}:\n{tail}\n"
             "every dependency needs a manylinux wheel for that platform (no source builds when cross-installing)"
         )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts for the build machine's interpreter

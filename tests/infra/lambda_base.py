@@ -27,6 +27,8 @@ from pathlib import Path
 
 import samcli
 
+from modelfn_infra.build import platform_args
+
 STANDIN_TAG = "modelfn/lambda-python-standin:3.12"
 PYTHON312_PREFIX = Path("/root/.pyenv/versions/3.12.1")
 RIE = Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
@@ -132,18 +134,22 @@ def build_standin_base(engine: DockerEngine, workdir: Path) -> str:
         raise Unavailable("no debootstrap to build a Debian root file system (apt-get install debootstrap)")
     rootfs = workdir / "rootfs"
     if not (rootfs / "bin" / "sh").exists():
-        result = subprocess.run(
-            [debootstrap, "--variant=minbase", "--include=libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,zlib1g",
-             "bookworm", str(rootfs), DEBIAN_MIRROR],
-            capture_output=True, text=True, timeout=1200,
-        )
+        for _attempt in range(2):  # a mirror hiccup ("Couldn't download ... Packages") deserves one retry
+            shutil.rmtree(rootfs, ignore_errors=True)
+            result = subprocess.run(
+                [debootstrap, "--variant=minbase", "--include=libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,zlib1g",
+                 "bookworm", str(rootfs), DEBIAN_MIRROR],
+                capture_output=True, text=True, timeout=1200,
+            )
+            if result.returncode == 0:
+                break
         if result.returncode != 0:
             raise Unavailable(f"debootstrap failed (is the Debian mirror reachable?):\n{result.stdout[-1000:]}{result.stderr[-1000:]}")
     runtime = rootfs / "var" / "runtime"
     shutil.rmtree(runtime, ignore_errors=True)
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(runtime),
-         "--platform", "manylinux_2_28_x86_64", "--implementation", "cp", "--python-version", "3.12",
+         *platform_args("x86_64"), "--implementation", "cp", "--python-version", "3.12",
          "--only-binary=:all:", "awslambdaric>=3,<5"],
         capture_output=True, text=True, timeout=600,
     )

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -38,15 +39,19 @@ def engine(tmp_path_factory):
         pytest.skip(str(reason))
     with engine:
         yield engine
+    shutil.rmtree(directory, ignore_errors=True)  # the engine's data root: images and layers, hundreds of MB
 
 
 @pytest.mark.slow
 def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_factory, tmp_path):
+    workdir = tmp_path_factory.mktemp("standin")
     try:
-        base = build_standin_base(engine, tmp_path_factory.mktemp("standin"))
+        base = build_standin_base(engine, workdir)
     except Unavailable as reason:
         print(f"SKIP container image test: {reason}")
         pytest.skip(str(reason))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     catalog = Catalog([ModelEntry("digits", "1", package_type="Image", snapstart=False)])
     template = tmp_path / "template.yaml"
     template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
