@@ -42,6 +42,61 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def p50(call, n: int = 5000) -> float:
+    for _ in range(300):
+        call()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return round(statistics.median(samples), 1)
+
+
+def breakdown(handler, event, body, feeds, output_names, context) -> dict[str, float]:
+    """Each stage of the REST JSON request path, timed alone: where the handler's overhead goes."""
+    import app
+    from modelfn_runtime.http import Headers, HttpRequest
+    from modelfn_runtime.observability import metrics
+    from modelfn_runtime.protocols import oip
+    from modelfn_runtime.triggers import pick
+
+    service, model = handler.SERVICE, handler.SERVICE.model
+    raw = json.dumps(body).encode()
+    request = HttpRequest("POST", "/v2/models/digits/infer", Headers({"content-type": "application/json"}), body=raw, trigger="rest")
+    infer = oip.decode_infer(request)
+    results = model.run(infer.inputs)
+
+    class NoMeter:
+        def record(self, usage) -> None:
+            pass
+
+        def flush(self) -> None:
+            pass
+
+    def handle_and_flush() -> None:
+        service.handle(request)
+        metrics.flush_metrics()
+
+    stages = {
+        "bare session.run": p50(lambda: model.session.run(output_names, feeds)),
+        "ModelSession.run (validates against the card)": p50(lambda: model.run(feeds)),
+        "json.loads of the request body": p50(lambda: json.loads(raw)),
+        "oip.decode_infer (JSON -> numpy)": p50(lambda: oip.decode_infer(request)),
+        "oip.encode_infer (numpy -> JSON)": p50(lambda: oip.encode_infer(model.card, infer, results)),
+        "triggers.pick + REST adapter (event -> HttpRequest)": p50(lambda: pick(event).request(event)),
+        "service.handle, real meter + EMF flush": p50(handle_and_flush),
+    }
+    real_meter, service.meter = service.meter, NoMeter()
+    try:
+        stages["service.handle, no-op meter"] = p50(lambda: service.handle(request))
+        stages["app.lambda_handler, no-op meter"] = p50(lambda: app.lambda_handler(event, context))
+    finally:
+        service.meter = real_meter
+    stages["app.lambda_handler (everything)"] = p50(lambda: app.lambda_handler(event, context))
+    return stages
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20000, help="timed requests per path")
@@ -50,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, default=REPO / "functions" / "inference",
                         help="the functions/inference directory to measure (e.g. another checkout's, for before/after)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--breakdown", action="store_true", help="also time each stage of the request path alone")
     args = parser.parse_args(argv)
 
     model_dir = ensure_model(args.store)
@@ -90,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                     started = time.perf_counter_ns()
                     call()
                     samples.append((time.perf_counter_ns() - started) / 1000)
+        stages: dict[str, float] = {}
+        if args.breakdown:
+            stages = breakdown(handler, event, body, feeds, output_names, context)
         profile_text = ""
         if args.profile:
             import cProfile
@@ -116,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     overhead = results["handler (REST JSON)"]["p50_us"] - results["bare session.run"]["p50_us"]
     results["overhead_p50_us"] = round(overhead, 1)
     print(f"  handler overhead p50: {overhead:.1f} µs (target <= 50 µs)")
+    if stages:
+        print("  stages alone (p50 µs, each timed by itself):")
+        for name, value in stages.items():
+            print(f"    {name:<52} {value:>8.1f}")
+        results["stages_p50_us"] = stages
     if profile_text:
         print(profile_text)
     if args.json:

@@ -8,8 +8,9 @@ Tracing has two layers. Lambda's own active tracing (``Tracing: Active``) record
 Initialization, Invocation and Overhead segments with no SDK at all. The X-Ray SDK adds subsegments
 (``## session.run``), but importing it costs ~300 ms (it pulls in botocore), so ``tracer`` is a
 ``LazyTracer``: powertools' ``Tracer`` is created only where tracing is really on (in Lambda, not under
-``sam local``, ``POWERTOOLS_TRACE_DISABLED`` not true); elsewhere decorators return the handler itself and
-``subsegment`` is a no-op. With SnapStart the SDK import happens before the snapshot and costs nothing at
+``sam local``, ``POWERTOOLS_TRACE_DISABLED`` not true), without auto-patching every library the SDK knows
+(botocore is patched when the function already imported it); elsewhere decorators return the handler itself
+and ``subsegment`` is a no-op. With SnapStart the SDK import happens before the snapshot and costs nothing at
 restore; ``POWERTOOLS_TRACE_DISABLED=true`` keeps Lambda's segments without the SDK. See docs/coldstart.md.
 
 Example:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +61,9 @@ class LazyTracer:
                 except ImportError:  # pragma: no cover - the deployed package carries aws-xray-sdk
                     logger.warning("aws-xray-sdk is not installed: only Lambda's own trace segments are recorded")
                 else:
-                    self._tracer = Tracer(service=self.service)
+                    # auto_patch would import and patch every library the SDK knows (botocore, requests, sqlite3,
+                    # httplib, ...): most of the SDK's init cost. capture_lambda_handler patches botocore only.
+                    self._tracer = Tracer(service=self.service, auto_patch=False)
         return self._tracer
 
     def capture_lambda_handler(self, handler: Callable | None = None, **options: Any) -> Callable:
@@ -67,7 +71,11 @@ class LazyTracer:
         if handler is None:
             return lambda function: self.capture_lambda_handler(function, **options)
         tracer = self.tracer
-        return tracer.capture_lambda_handler(handler, **options) if tracer else handler
+        if not tracer:
+            return handler
+        if "botocore" in sys.modules:  # already imported (model loaded from S3): trace its AWS calls too
+            tracer.patch(["botocore"])
+        return tracer.capture_lambda_handler(handler, **options)
 
     def subsegment(self, name: str) -> contextlib.AbstractContextManager:
         tracer = self.tracer
