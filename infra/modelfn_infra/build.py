@@ -136,7 +136,8 @@ def build(
     An Image function becomes a local Docker image (``docker build`` of the repository's Dockerfile over a
     context holding the same layer and code as the Zip functions, plus its model when ``model_store`` has it);
     ``base_image`` replaces the Dockerfile's AWS Lambda base image (e.g. a locally built stand-in).
-    ``source_root`` holds the Dockerfile, layers/ and functions/ (default: the template's directory).
+    ``source_root`` holds the Dockerfile, layers/ and functions/ (default: the template's directory); relative
+    ``ContentUri``/``CodeUri`` paths are taken from it.
     """
     template_path = Path(template_path).resolve()
     root = template_path.parent
@@ -158,7 +159,7 @@ def build(
             architecture = (resource.get("Metadata") or {}).get("BuildArchitecture") or "x86_64"
             target = build_dir / logical_id
             log(f"building layer {logical_id} ({architecture}) from {properties['ContentUri']}")
-            _pip_install(pip, root / properties["ContentUri"] / REQUIREMENTS, target / "python", architecture, python_version)
+            _pip_install(pip, sources / properties["ContentUri"] / REQUIREMENTS, target / "python", architecture, python_version)
             _strip(target / "python")
             artifacts[logical_id] = Artifact(logical_id, target)
             properties["ContentUri"] = logical_id
@@ -195,7 +196,7 @@ def build(
         code_name = "InferenceCode" + "".join(part.capitalize() for part in architecture.split("_"))
         if code_name not in artifacts:
             log(f"building function code {code_name} ({architecture}) from {code_uri}")
-            artifacts[code_name] = _build_code(pip, root / code_uri, build_dir / code_name, architecture, python_version)
+            artifacts[code_name] = _build_code(pip, sources / code_uri, build_dir / code_name, architecture, python_version)
         function.code = code_name
         properties["CodeUri"] = code_name
     if "CodeUri" in function_globals:

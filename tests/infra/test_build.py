@@ -141,3 +141,20 @@ def test_catch_all_serves_from_its_code_alone_without_numpy_or_onnxruntime(built
     assert live["statusCode"] == 200
     assert missing["statusCode"] == 404 and "digits" in json.loads(missing["body"])["error"]
     assert out["heavy"] == [], "the catch-all imported numpy/onnxruntime"
+
+
+@pytest.mark.slow
+def test_arm64_models_get_an_arm64_layer_and_code(tmp_path):
+    from modelfn_infra.build import build
+    from modelfn_infra.catalog import Catalog, ModelEntry, dump_template, render_template
+
+    template = tmp_path / "template.yaml"
+    catalog = Catalog([ModelEntry("digits", "1", architecture="arm64")])
+    template.write_text(dump_template(render_template(catalog)))
+    result = build(template, tmp_path / "build", source_root=REPO, log=lambda message: None)
+    functions = {f.logical_id: f for f in result.functions}
+    assert functions["DigitsFunction"].layers == ["OnnxRuntimeArm64Layer"]
+    assert functions["DigitsFunction"].code == "InferenceCodeArm64" and functions["ServerFunction"].code == "InferenceCodeX8664"
+    binding = next((result.artifacts["OnnxRuntimeArm64Layer"].path / "python" / "onnxruntime" / "capi").glob("onnxruntime_pybind11_state*.so"))
+    assert "aarch64" in binding.name
+    assert binding.read_bytes()[18:20] == (183).to_bytes(2, "little"), "ELF e_machine is EM_AARCH64"
