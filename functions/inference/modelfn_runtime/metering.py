@@ -33,10 +33,13 @@ class UsageRecord:
     response_bytes: int
     duration_ms: float
     api_key_id: str | None = None
+    tenant: str | None = None
 
 
 class Meter(Protocol):
     def record(self, usage: UsageRecord) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class MetricsMeter:
@@ -52,3 +55,6 @@ class MetricsMeter:
             metrics.add_metric("BatchSize", MetricUnit.Count, usage.batch_size)
         if usage.status >= 400:
             metrics.add_metric("ClientErrors" if usage.status < 500 else "Errors", MetricUnit.Count, 1)
+
+    def flush(self) -> None:
+        """Nothing to do: the handler's ``log_metrics`` flushes EMF metrics."""
