@@ -111,7 +111,7 @@ class UsageReader:
         start = start or end.replace(day=1)
         if start > end:
             raise BillingError(f"--from {start} is after --to {end}; swap them")
-        low, high = usage_key(start.isoformat(), "", "")[:-2], usage_key(end.isoformat(), "~", "")
+        low, high = start.isoformat(), usage_key(end.isoformat(), "~", "")  # "~" sorts after every model name
         if tenant:
             rows = self._query(
                 KeyConditionExpression="tenant = :tenant AND usage_key BETWEEN :low AND :high",
@@ -288,14 +288,16 @@ def make_bill(
 ) -> Bill:
     """One line per tenant and model for ``month`` (rows of other months are ignored).
 
-    ``tenants`` maps tenant ids (API key ids) and names to tenants; a metered tenant that is neither
+    ``tenants`` maps tenant ids (API key ids) and names to tenants (see ``tenant_index``); usage under a
+    tenant's name (an S3 prefix, an SQS message's tenant) and under its key id is one tenant; a metered tenant that is neither
     is billed at ``unknown_tenant_plan``; untenanted work (``-``) is listed at price 0.
     """
     check_month(month)
     by_tenant: dict[str, list[UsageRow]] = defaultdict(list)
     for row in rows:
         if row.day.startswith(month + "-"):
-            by_tenant[row.tenant].append(row)
+            known = tenants.get(row.tenant)  # work named by the tenant's name joins its API key's usage
+            by_tenant[known.id if known else row.tenant].append(row)
     lines: list[BillLine] = []
     for tenant_id in sorted(by_tenant):
         tenant = tenants.get(tenant_id)

@@ -35,6 +35,7 @@ from samcli.local.apigw.service_error_responses import ServiceErrorResponses  # 
 from werkzeug.serving import make_server  # noqa: E402
 
 from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT, payload_too_large  # noqa: E402
+from modelfn_runtime.usage import USAGE_TABLE_ENV  # noqa: E402
 
 from ..catalog import API_KEY_HEADER  # noqa: E402
 from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants  # noqa: E402
@@ -71,7 +72,7 @@ class LocalApp:
             cwd=str(template.parent),
             real_path=str(template.parent),
             aws_region=os.environ["AWS_DEFAULT_REGION"],
-            env_vars_values=env_vars or {},
+            env_vars_values=_without_deployed_tables(env_vars),
         )
         self.log = StreamWriter(log_stream or sys.stderr, auto_flush=True)
 
@@ -233,6 +234,14 @@ def start_api(args: Namespace) -> int:
         finally:
             server.stop()
     return 0
+
+
+def _without_deployed_tables(env_vars: dict[str, Any] | None) -> dict[str, Any]:
+    """Locally, ``Ref: UsageTable`` resolves to the logical id, a table that exists nowhere: meter nothing
+    unless the environment names a table (as ``make demo`` does with a moto server)."""
+    merged = dict(env_vars or {})
+    merged["Parameters"] = {USAGE_TABLE_ENV: "", **(merged.get("Parameters") or {})}
+    return merged
 
 
 def _app(args: Namespace, **kwargs: Any) -> LocalApp:
