@@ -314,7 +314,7 @@ def make_bill(
             allowance -= free
             line.requests += row.requests
             line.free += free
-            line.billable += row.ok - free
+            line.billable += row.ok - free if plan else 0  # untenanted work is nobody's to pay
             line.items += row.items
             line.gb_seconds += row.gb_seconds
             line.aws_cost += costs.cost(row)

@@ -253,8 +253,10 @@ def _usage(args: argparse.Namespace) -> int:
         names = {t.id: t.name for t in tenants}
         reader = UsageReader(_usage_table(args))
         if args.tenant:
-            ids = [t.id for t in tenants if args.tenant in (t.id, t.name)] or [args.tenant]
-            rows = [row for tenant_id in ids for row in reader.query(tenant_id, args.model, start, end)]
+            matched = [t for t in tenants if args.tenant in (t.id, t.name)]
+            ids = sorted({args.tenant, *(t.id for t in matched), *(t.name for t in matched)})  # key ids and named work
+            rows = sorted((row for tenant_id in ids for row in reader.query(tenant_id, args.model, start, end)),
+                          key=lambda r: (r.day, r.tenant, r.model, r.version))
         else:
             rows = reader.query(None, args.model, start, end)
         print(render_usage(rows, names, args.format))
