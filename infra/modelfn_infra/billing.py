@@ -98,12 +98,13 @@ class UsageReader:
 
     def month(self, month: str) -> list[UsageRow]:
         check_month(month)
-        return self._query(
+        rows = self._query(
             IndexName=MONTH_INDEX,
             KeyConditionExpression="#month = :month",
             ExpressionAttributeNames={"#month": "month"},
             ExpressionAttributeValues={":month": {"S": month}},
         )
+        return sorted(rows, key=lambda r: (r.day, r.tenant, r.model, r.version))
 
     def query(self, tenant: str | None = None, model: str | None = None, start: date | None = None, end: date | None = None) -> list[UsageRow]:
         """Rows of ``start``..``end`` (inclusive; default: this month so far), optionally of one tenant or model."""

@@ -292,7 +292,7 @@ def add_billing(template: dict[str, Any], catalog: Catalog) -> None:
     _require_api_keys(resources)
     for plan in catalog.plans:
         resources[plan.logical_id] = _usage_plan(plan)
-    resources[USAGE_TABLE] = _usage_table()
+    resources[USAGE_TABLE] = usage_table_resource()
     for entry in catalog.models:
         _meter_usage(resources[entry.logical_id]["Properties"])
     template["Outputs"]["UsageTableName"] = {
@@ -327,7 +327,8 @@ def _usage_plan(plan: UsagePlanEntry) -> dict[str, Any]:
     return {"Type": "AWS::ApiGateway::UsagePlan", "Properties": properties}
 
 
-def _usage_table() -> dict[str, Any]:
+def usage_table_resource() -> dict[str, Any]:
+    """The usage table the meter writes (``modelfn_runtime.usage``) and billing reads; also created by ``make demo``."""
     from modelfn_runtime.usage import MONTH_INDEX
 
     return {
@@ -355,9 +356,10 @@ def _usage_table() -> dict[str, Any]:
 
 
 def _meter_usage(function: dict[str, Any]) -> None:
-    from modelfn_runtime.usage import USAGE_TABLE_ENV
+    from modelfn_runtime.usage import DEFAULT_TIMEOUT_S, USAGE_TABLE_ENV, USAGE_TIMEOUT_ENV
 
     function["Environment"]["Variables"][USAGE_TABLE_ENV] = {"Ref": USAGE_TABLE}
+    function["Environment"]["Variables"][USAGE_TIMEOUT_ENV] = str(DEFAULT_TIMEOUT_S)
     function["Policies"].append(
         {
             "Version": "2012-10-17",

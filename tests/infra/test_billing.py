@@ -190,7 +190,9 @@ def test_usage_and_bill_from_the_table_across_a_month_boundary(pricing, tmp_path
         clock["now"] = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
         invoke(10)
 
-        assert [r.requests for r in UsageReader(TABLE, dynamodb).month("2026-11")] == [20, 130, 10]
+        november = UsageReader(TABLE, dynamodb).month("2026-11")
+        assert [(r.day, r.tenant, r.requests) for r in november] == sorted(
+            [("2026-11-01", acme, 130), ("2026-11-01", "acme", 20), ("2026-11-30", acme, 10)])
         rows = UsageReader(TABLE, dynamodb).query(tenant=acme, start=date(2026, 10, 31), end=date(2026, 11, 1))
         assert [(r.day, r.requests) for r in rows] == [("2026-10-31", 150), ("2026-11-01", 130)]
 

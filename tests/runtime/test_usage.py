@@ -14,7 +14,7 @@ from moto import mock_aws
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from modelfn_infra.catalog import _usage_table
+from modelfn_infra.catalog import usage_table_resource
 from modelfn_infra.local.sandbox import free_port
 from modelfn_runtime.metering import MetricsMeter, UsageRecord
 from modelfn_runtime.service import InferenceService
@@ -27,7 +27,7 @@ TABLE = "modelfn-usage"
 
 def create_table(client) -> None:
     """The table exactly as the template declares it."""
-    properties = _usage_table()["Properties"]
+    properties = usage_table_resource()["Properties"]
     client.create_table(
         TableName=TABLE,
         **{key: properties[key] for key in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},

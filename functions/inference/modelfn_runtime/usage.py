@@ -38,6 +38,8 @@ from .metering import Meter, MetricsMeter, UsageRecord
 from .observability import logger
 
 USAGE_TABLE_ENV = "MODELFN_USAGE_TABLE"
+USAGE_TIMEOUT_ENV = "MODELFN_USAGE_TIMEOUT_S"  # connect and read timeout of the meter's one attempt per flush
+DEFAULT_TIMEOUT_S = 0.5  # DynamoDB answers an UpdateItem in milliseconds; this bounds a sick one
 UNTENANTED = "-"
 MONTH_INDEX = "month-index"
 KEY_SEPARATOR = "#"
@@ -127,7 +129,7 @@ class UsageMeter:
         client: Any = None,
         memory_mb: int | None = None,
         clock: Callable[[], datetime] | None = None,
-        timeout_s: float = 0.5,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         backoff_s: float = 30.0,
     ) -> None:
         self.table = table
@@ -254,11 +256,17 @@ class MeterChain:
 
 
 def meter_from_environment() -> Meter:
-    """EMF metrics always; per-tenant usage in DynamoDB when ``MODELFN_USAGE_TABLE`` names a table."""
+    """EMF metrics always; per-tenant usage in DynamoDB when ``MODELFN_USAGE_TABLE`` names a table
+    (``MODELFN_USAGE_TIMEOUT_S`` bounds each write, default 0.5 s)."""
     table = os.environ.get(USAGE_TABLE_ENV)
     if not table:
         return MetricsMeter()
-    return MeterChain(MetricsMeter(), UsageMeter(table))
+    try:
+        timeout_s = float(os.environ.get(USAGE_TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        logger.warning(f"{USAGE_TIMEOUT_ENV} is not a number of seconds; using {DEFAULT_TIMEOUT_S}")
+        timeout_s = DEFAULT_TIMEOUT_S
+    return MeterChain(MetricsMeter(), UsageMeter(table, timeout_s=timeout_s))
 
 
 def _dynamodb_client(timeout_s: float) -> Any:
