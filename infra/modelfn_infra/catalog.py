@@ -309,8 +309,10 @@ def _require_api_keys(resources: dict[str, Any]) -> None:
             "StatusCode": str(status),
             "ResponseTemplates": {"application/json": json.dumps({"error": f"$context.error.message: {hint}"})},
         }
+    events = resources["ServerFunction"]["Properties"]["Events"]
     for name in OPEN_EVENTS:
-        resources["ServerFunction"]["Properties"]["Events"][name]["Properties"]["Auth"] = {"ApiKeyRequired": False}
+        if name in events:
+            events[name]["Properties"]["Auth"] = {"ApiKeyRequired": False}
 
 
 def _usage_plan(plan: UsagePlanEntry) -> dict[str, Any]:

@@ -126,8 +126,7 @@ class ApiGatewayService(LocalApigwService):
             decision = self.gate.check(route.function_name, route.path, request.headers.get(API_KEY_HEADER))
             if isinstance(decision, Refused):
                 body = json.dumps({"error": decision.message})
-                return self.service_response(body, {"Content-Type": "application/json", "x-amzn-ErrorType": decision.error_type},
-                                             decision.status)
+                return self.service_response(body, {"Content-Type": "application/json"}, decision.status)
             g.modelfn_tenant = decision.tenant
         return super()._request_handler(**kwargs)
 
