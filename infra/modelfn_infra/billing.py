@@ -22,7 +22,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -108,7 +108,7 @@ class UsageReader:
 
     def query(self, tenant: str | None = None, model: str | None = None, start: date | None = None, end: date | None = None) -> list[UsageRow]:
         """Rows of ``start``..``end`` (inclusive; default: this month so far), optionally of one tenant or model."""
-        end = end or date.today()
+        end = end or datetime.now(timezone.utc).date()
         start = start or end.replace(day=1)
         if start > end:
             raise BillingError(f"--from {start} is after --to {end}; swap them")
