@@ -141,6 +141,7 @@ class UsageMeter:
         self._pending: dict[AggregateKey, Counters] = {}
         self._lock = threading.Lock()
         self._suspended_until = 0.0
+        self._emf = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "modelfn"), service="modelfn")
         self.writes = 0
         self.failures = 0
         self.dropped = 0
@@ -184,7 +185,7 @@ class UsageMeter:
                 _count("MeteringErrors")
                 return
             self.writes += 1
-            _tenant_metrics(key, counters)
+            self._tenant_metrics(key, counters)
 
     @property
     def pending(self) -> int:
@@ -200,6 +201,15 @@ class UsageMeter:
                 else:
                     self.dropped += counters.requests
                     _count("MeteringDropped", counters.requests)
+
+    def _tenant_metrics(self, key: AggregateKey, counters: Counters) -> None:
+        """EMF metrics per tenant and model: one line per written aggregate (the instance is reused: it is cheaper)."""
+        self._emf.add_dimension("tenant", key.tenant)
+        self._emf.add_dimension("model", key.model)
+        self._emf.add_metric("TenantRequests", MetricUnit.Count, counters.requests)
+        self._emf.add_metric("TenantItems", MetricUnit.Count, counters.items)
+        self._emf.add_metric("TenantBilledDuration", MetricUnit.Milliseconds, counters.billed_ms)
+        self._emf.flush_metrics()
 
     def _write(self, key: AggregateKey, counters: Counters) -> None:
         added = counters.as_attributes()
@@ -280,15 +290,4 @@ def _dynamodb_client(timeout_s: float) -> Any:
 def _count(name: str, value: int = 1) -> None:
     metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "modelfn"), service="modelfn")
     metrics.add_metric(name, MetricUnit.Count, value)
-    metrics.flush_metrics()
-
-
-def _tenant_metrics(key: AggregateKey, counters: Counters) -> None:
-    """EMF metrics per tenant and model (one line per written aggregate)."""
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "modelfn"), service="modelfn")
-    metrics.add_dimension("tenant", key.tenant)
-    metrics.add_dimension("model", key.model)
-    metrics.add_metric("TenantRequests", MetricUnit.Count, counters.requests)
-    metrics.add_metric("TenantItems", MetricUnit.Count, counters.items)
-    metrics.add_metric("TenantBilledDuration", MetricUnit.Milliseconds, counters.billed_ms)
     metrics.flush_metrics()
