@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from moto import mock_aws
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -167,6 +167,22 @@ def test_an_unreachable_table_costs_one_short_timeout_then_nothing_and_loses_not
     meter.client, meter._suspended_until = CountingClient(dynamodb), 0.0  # DynamoDB is back, the backoff is over
     meter.flush()
     assert meter.client.updates == 1 and int(item(dynamodb, "k1", "2026-11-28#toy#1")["requests"]) == 6
+
+
+def test_a_write_that_may_have_landed_is_not_written_twice(dynamodb, caplog):
+    """A read timeout is ambiguous (DynamoDB may have applied the ADD): dropping it may under-bill, never double-bill."""
+    client = CountingClient(dynamodb, fail=ReadTimeoutError(endpoint_url="https://dynamodb"))
+    meter = UsageMeter(TABLE, client=client, memory_mb=128, clock=at("2026-11-28T08:00:00"), backoff_s=0)
+    meter.record(record(tenant="a"))
+    meter.record(record(tenant="b"))
+    meter.record(record(tenant="b"))
+    meter.flush()
+    assert client.updates == 1 and meter.pending == 1 and meter.dropped == 1  # tenant a's write timed out; b's kept
+    assert "the aggregate in flight is dropped" in caplog.text
+    client.fail = None
+    meter.flush()
+    assert int(item(dynamodb, "b", "2026-11-28#toy#1")["requests"]) == 2
+    assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"tenant": {"S": "a"}, "usage_key": {"S": "2026-11-28#toy#1"}})
 
 
 def test_the_default_client_has_short_timeouts_and_no_retries():

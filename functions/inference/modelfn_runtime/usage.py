@@ -174,12 +174,16 @@ class UsageMeter:
             except Exception as error:  # botocore errors, timeouts, anything: metering never fails inference
                 self.failures += 1
                 self._suspended_until = time.monotonic() + self.backoff_s
-                self._keep(dict(items[index:]))
+                uncertain = _maybe_applied(error)
+                if uncertain:  # the ADD may have landed: writing it again could bill twice, so it is dropped
+                    self.dropped += counters.requests
+                    _count("MeteringUncertain", counters.requests)
+                self._keep(dict(items[index + 1 if uncertain else index :]))
                 logger.warning(
-                    "usage metering failed; kept for the next flush",
+                    "usage metering failed; " + ("the aggregate in flight is dropped, " if uncertain else "") + "kept for the next flush",
                     table=self.table,
                     error=f"{type(error).__name__}: {str(error)[:200]}",
-                    pending=len(items) - index,
+                    pending=self.pending,
                     retry_after_s=self.backoff_s,
                 )
                 _count("MeteringErrors")
@@ -285,6 +289,13 @@ def _dynamodb_client(timeout_s: float) -> Any:
 
     config = Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"total_max_attempts": 1})
     return boto3.client("dynamodb", config=config)
+
+
+def _maybe_applied(error: Exception) -> bool:
+    """A read timeout means DynamoDB may have applied the update; every other failure means it did not."""
+    from botocore.exceptions import ReadTimeoutError
+
+    return isinstance(error, ReadTimeoutError)
 
 
 def _count(name: str, value: int = 1) -> None:
