@@ -11,8 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ class ModelEntry:
 @dataclass(frozen=True)
 class Catalog:
     models: list[ModelEntry]
+    plans: list[UsagePlanEntry] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: str | Path) -> "Catalog":
@@ -97,7 +99,7 @@ class Catalog:
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise CatalogError(f"models {duplicates} appear twice in {path}; keep one entry per model")
-        return cls(entries)
+        return cls(entries, read_plans(data, path))
 
 
 def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str, Any]:
@@ -150,6 +152,7 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
             **events.outputs(catalog.models),
         },
     }
+    add_billing(template, catalog)
     return apply_package_types(template, catalog)
 
 
@@ -429,3 +432,154 @@ def _rollback_alarms(entry: ModelEntry) -> dict[str, Any]:
             },
         },
     }
+# --- API keys, usage plans and the usage table (billing) -------------------------------------------------------
+
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+PLAN_TAG = "modelfn:plan"
+USAGE_TABLE = "UsageTable"
+API_KEY_HEADER = "x-api-key"
+# API Gateway's own answers for refused keys, throttling and quotas: (status, its message, our hint).
+# The template renders "$context.error.message: hint"; the local API answers the same text.
+GATEWAY_ERRORS = {
+    "INVALID_API_KEY": (403, "Forbidden", f"missing or invalid API key: send the key you were given in the {API_KEY_HEADER} "
+                                          "header (an operator creates one with `modelfn tenants create NAME --plan PLAN`)"),
+    "THROTTLED": (429, "Too Many Requests", "your plan's rate limit was exceeded; retry after a short, growing wait"),
+    "QUOTA_EXCEEDED": (429, "Limit Exceeded", "your plan's request quota for this period is used up; wait for the next "
+                                              "period or ask the operator for a larger plan"),
+}
+OPEN_EVENTS = ("Server", "Health")  # ServerFunction's liveness, readiness and server metadata need no key
+
+
+@dataclass(frozen=True)
+class UsagePlanEntry:
+    """A tier of the API: per-key throttling (steady rate, burst) and an optional quota per period."""
+
+    name: str
+    rate_limit: float
+    burst_limit: int
+    quota: int | None = None
+    quota_period: str = "MONTH"
+    description: str = ""
+
+    @property
+    def logical_id(self) -> str:
+        return "UsagePlan" + "".join(part.capitalize() for part in self.name.split("-"))
+
+    def validate(self) -> None:
+        where = f"usage plan {self.name!r}"
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise CatalogError(f"{where}: name must match {NAME_PATTERN.pattern} (lower-case letters, digits, dashes)")
+        if not (isinstance(self.rate_limit, (int, float)) and self.rate_limit > 0):
+            raise CatalogError(f"{where}: rate_limit must be a positive number of requests per second")
+        if not (isinstance(self.burst_limit, int) and self.burst_limit >= 1):
+            raise CatalogError(f"{where}: burst_limit must be a positive integer (requests at once)")
+        if self.quota is not None and not (isinstance(self.quota, int) and self.quota >= 1):
+            raise CatalogError(f"{where}: quota must be a positive integer of requests per quota_period, or omitted")
+        if self.quota_period not in QUOTA_PERIODS:
+            raise CatalogError(f"{where}: quota_period must be one of {QUOTA_PERIODS}")
+
+
+def read_plans(data: dict[str, Any], path: str | Path) -> list[UsagePlanEntry]:
+    """The catalog's ``usage_plans`` section, validated."""
+    plans = []
+    for raw in data.get("usage_plans") or []:
+        try:
+            plan = UsagePlanEntry(**raw)
+        except TypeError as error:
+            raise CatalogError(f"usage plan {raw.get('name')!r}: {error}; see the field list at the top of {path}") from None
+        plan.validate()
+        plans.append(plan)
+    names = [plan.name for plan in plans]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise CatalogError(f"usage plans {duplicates} appear twice in {path}; keep one entry per plan")
+    return plans
+
+
+def add_billing(template: dict[str, Any], catalog: Catalog) -> None:
+    """API keys on every model route, one usage plan per tier, the usage table and the meter's IAM and env."""
+    resources = template["Resources"]
+    _require_api_keys(resources)
+    for plan in catalog.plans:
+        resources[plan.logical_id] = _usage_plan(plan)
+    resources[USAGE_TABLE] = usage_table_resource()
+    for entry in catalog.models:
+        _meter_usage(resources[entry.logical_id]["Properties"])
+    template["Outputs"]["UsageTableName"] = {
+        "Description": "DynamoDB table of per-tenant usage (read by `modelfn usage` and `modelfn bill`).",
+        "Value": {"Ref": USAGE_TABLE},
+    }
+
+
+def _require_api_keys(resources: dict[str, Any]) -> None:
+    api = resources["ModelApi"]["Properties"]
+    api["Auth"] = {"ApiKeyRequired": True}
+    for response_type, (status, _, hint) in GATEWAY_ERRORS.items():
+        api["GatewayResponses"][response_type] = {
+            "StatusCode": str(status),
+            "ResponseTemplates": {"application/json": json.dumps({"error": f"$context.error.message: {hint}"})},
+        }
+    events = resources["ServerFunction"]["Properties"]["Events"]
+    for name in OPEN_EVENTS:
+        if name in events:
+            events[name]["Properties"]["Auth"] = {"ApiKeyRequired": False}
+
+
+def _usage_plan(plan: UsagePlanEntry) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "UsagePlanName": {"Fn::Sub": f"${{AWS::StackName}}-{plan.name}"},
+        "Description": plan.description or f"modelfn plan {plan.name}",
+        # ModelApi.Stage makes CloudFormation create the stage before the plan that names it
+        "ApiStages": [{"ApiId": {"Ref": "ModelApi"}, "Stage": {"Ref": "ModelApi.Stage"}}],
+        "Throttle": {"RateLimit": plan.rate_limit, "BurstLimit": plan.burst_limit},
+        "Tags": [{"Key": PLAN_TAG, "Value": plan.name}],
+    }
+    if plan.quota is not None:
+        properties["Quota"] = {"Limit": plan.quota, "Period": plan.quota_period}
+    return {"Type": "AWS::ApiGateway::UsagePlan", "Properties": properties}
+
+
+def usage_table_resource() -> dict[str, Any]:
+    """The usage table the meter writes (``modelfn_runtime.usage``) and billing reads; also created by ``make demo``."""
+    from modelfn_runtime.usage import MONTH_INDEX
+
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",  # usage is what bills are made from: never dropped with the stack
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": {"Fn::Sub": "${AWS::StackName}-usage"},
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": name, "AttributeType": "S"} for name in ("tenant", "usage_key", "month")
+            ],
+            "KeySchema": [{"AttributeName": "tenant", "KeyType": "HASH"}, {"AttributeName": "usage_key", "KeyType": "RANGE"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": MONTH_INDEX,
+                    "KeySchema": [{"AttributeName": "month", "KeyType": "HASH"}, {"AttributeName": "usage_key", "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    }
+
+
+def _meter_usage(function: dict[str, Any]) -> None:
+    from modelfn_runtime.usage import DEFAULT_TIMEOUT_S, USAGE_TABLE_ENV, USAGE_TIMEOUT_ENV
+
+    function["Environment"]["Variables"][USAGE_TABLE_ENV] = {"Ref": USAGE_TABLE}
+    function["Environment"]["Variables"][USAGE_TIMEOUT_ENV] = str(DEFAULT_TIMEOUT_S)
+    statement = {
+        "Sid": "MeterUsage",
+        "Effect": "Allow",
+        "Action": ["dynamodb:UpdateItem"],  # the meter's only call: ADD counters, one item per aggregate
+        "Resource": {"Fn::GetAtt": [USAGE_TABLE, "Arn"]},
+    }
+    inline = [policy for policy in function["Policies"] if isinstance(policy, dict) and "Statement" in policy]
+    if inline:  # one inline policy per function: join the statements already there
+        inline[0]["Statement"].append(statement)
+    else:
+        function["Policies"].append({"Version": "2012-10-17", "Statement": [statement]})

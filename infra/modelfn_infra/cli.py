@@ -8,6 +8,9 @@
     modelfn build                                lean python3.12 artifacts + ONNX Runtime layer, size-checked
     modelfn deploy [--dry-run]                   sam deploy of the build with samconfig.toml
     modelfn promote NAME VERSION                 serve another model version (a canary deployment)
+    modelfn tenants create|list|revoke           API keys attached to usage plans (tiers)
+    modelfn usage [--tenant T] [--from D --to D] metered usage per tenant, model and day
+    modelfn bill --month YYYY-MM [--plot F.png]  requests, GB-seconds, AWS cost, price and margin per tenant and model
 
 Subcommands import their heavy dependencies only when they run, so ``--help`` is instant.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .tenants import DEFAULT_LOCAL_TENANTS  # a light module: boto3 is imported only when a command runs
 
 DEFAULT_CATALOG = "infra/catalog.yaml"
 DEFAULT_TEMPLATE = "template.yaml"
@@ -42,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_template_parser(commands)
     _add_local_parser(commands)
     _add_release_parsers(commands)
+    _add_billing_parsers(commands)
     return parser
 
 
@@ -111,6 +117,10 @@ def _add_local_parser(commands) -> None:
         "--idle-shutdown", type=float, default=3600, metavar="SECONDS", help="stop after this long without requests (0: never)"
     )
     start.add_argument("--max-sandboxes", type=int, default=2, help="warm processes per function at most")
+    start.add_argument("--tenants", default=str(DEFAULT_LOCAL_TENANTS), metavar="FILE",
+                       help="local tenants and their API keys (`modelfn tenants create ... --local`)")
+    start.add_argument("--no-api-keys", action="store_true",
+                       help="skip API-key checks, throttling and quotas (as `sam local start-api` does)")
     common(start)
     start.set_defaults(func=_local_start_api)
 
@@ -187,6 +197,156 @@ def _promote(args: argparse.Namespace) -> int:
     print(f"{args.name}: version {previous} -> {args.version} in {args.catalog}; {args.template} re-rendered")
     print("next: `modelfn build && modelfn deploy` publishes a new function version and CodeDeploy shifts the "
           "live alias to it (canary/linear per the catalog), rolling back if its alarms fire")
+def _add_billing_parsers(commands) -> None:
+    def where(action: argparse.ArgumentParser) -> None:
+        action.add_argument("--stack", default="modelfn", help="the deployed stack's name (usage plans are <stack>-<plan>)")
+        action.add_argument("--local", action="store_true", help="the local API's tenants (a file) instead of API Gateway")
+        action.add_argument("--tenants", default=str(DEFAULT_LOCAL_TENANTS), metavar="FILE", help="local tenants file (with --local)")
+        action.add_argument("-t", "--template", default=DEFAULT_TEMPLATE, help="template whose usage plans the local API uses")
+
+    def table(action: argparse.ArgumentParser) -> None:
+        action.add_argument("--table", help="usage table (default: $MODELFN_USAGE_TABLE, else <stack>-usage)")
+        action.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    tenants = commands.add_parser("tenants", help="create, list and revoke tenants (API keys on usage plans)")
+    actions = tenants.add_subparsers(title="actions", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create a key for NAME on a plan and print it (once)")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--plan", required=True, help="usage plan, e.g. free or pro (infra/catalog.yaml usage_plans)")
+    where(create)
+    create.set_defaults(func=_tenants_create)
+    listing = actions.add_parser("list", help="list tenants: id, name, plan, enabled, created")
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    where(listing)
+    listing.set_defaults(func=_tenants_list)
+    revoke = actions.add_parser("revoke", help="detach a tenant's key from its plan and disable it")
+    revoke.add_argument("name", metavar="NAME_OR_ID")
+    where(revoke)
+    revoke.set_defaults(func=_tenants_revoke)
+
+    usage = commands.add_parser("usage", help="metered usage per tenant, model and day")
+    usage.add_argument("--tenant", help="tenant name or id")
+    usage.add_argument("--model")
+    usage.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (default: the 1st of --to's month)")
+    usage.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, inclusive (default: today, UTC)")
+    where(usage)
+    table(usage)
+    usage.set_defaults(func=_usage)
+
+    bill = commands.add_parser("bill", help="a month's bill: per tenant and model, requests, GB-seconds, AWS cost, price, margin")
+    bill.add_argument("--month", required=True, metavar="YYYY-MM")
+    bill.add_argument("--plot", metavar="FILE.png", help="also draw daily requests per tenant into this PNG")
+    bill.add_argument("--prices", default="infra/pricing/prices.yaml", help="price table")
+    bill.add_argument("--aws-costs", default="infra/pricing/aws.yaml", help="AWS cost model")
+    where(bill)
+    table(bill)
+    bill.set_defaults(func=_bill)
+
+
+def _directory(args: argparse.Namespace):
+    from .tenants import ApiGatewayTenants, LocalTenants
+
+    if args.local:
+        import yaml
+
+        from .local.apikeys import plans_from_template
+
+        resources = yaml.safe_load(Path(args.template).read_text()).get("Resources") or {}
+        return LocalTenants(args.tenants, plans_from_template(resources))
+    return ApiGatewayTenants(stack=args.stack)
+
+
+def _billing_errors():
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .billing import BillingError
+    from .tenants import TenantError
+
+    return (BillingError, TenantError, BotoCoreError, ClientError, OSError)
+
+
+def _tenants_create(args: argparse.Namespace) -> int:
+    try:
+        tenant = _directory(args).create(args.name, args.plan)
+    except _billing_errors() as error:
+        return _fail(str(error))
+    print(f"created tenant {tenant.name} (id {tenant.id}) on plan {tenant.plan}")
+    print(f"API key (shown once; give it to the tenant): {tenant.key}")
+    print(f"the tenant sends it on every model request: curl -H 'x-api-key: {tenant.key}' ...")
+    return 0
+
+
+def _tenants_list(args: argparse.Namespace) -> int:
+    import json
+
+    try:
+        tenants = _directory(args).list()
+    except _billing_errors() as error:
+        return _fail(str(error))
+    if args.format == "json":
+        print(json.dumps([t.public() for t in tenants], indent=2))
+        return 0
+    print(f"{'name':<24} {'id':<12} {'plan':<8} {'enabled':<8} created")
+    for t in tenants:
+        print(f"{t.name:<24} {t.id:<12} {t.plan:<8} {'yes' if t.enabled else 'no':<8} {t.created}")
+    return 0
+
+
+def _tenants_revoke(args: argparse.Namespace) -> int:
+    try:
+        tenant = _directory(args).revoke(args.name)
+    except _billing_errors() as error:
+        return _fail(str(error))
+    print(f"revoked tenant {tenant.name} (id {tenant.id}): its key no longer passes; its usage stays on the bill")
+    return 0
+
+
+def _usage_table(args: argparse.Namespace) -> str:
+    import os
+
+    return args.table or os.environ.get("MODELFN_USAGE_TABLE") or f"{args.stack}-usage"
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .billing import BillingError, UsageReader, render_usage
+
+    try:
+        start = date.fromisoformat(args.start) if args.start else None
+        end = date.fromisoformat(args.end) if args.end else None
+    except ValueError as error:
+        return _fail(f"{error}: give dates as YYYY-MM-DD, e.g. --from 2026-11-01 --to 2026-11-30")
+    try:
+        tenants = _directory(args).list()
+        names = {t.id: t.name for t in tenants}
+        reader = UsageReader(_usage_table(args))
+        if args.tenant:
+            matched = [t for t in tenants if args.tenant in (t.id, t.name)]
+            ids = sorted({args.tenant, *(t.id for t in matched), *(t.name for t in matched)})  # key ids and named work
+            rows = sorted((row for tenant_id in ids for row in reader.query(tenant_id, args.model, start, end)),
+                          key=lambda r: (r.day, r.tenant, r.model, r.version))
+        else:
+            rows = reader.query(None, args.model, start, end)
+        print(render_usage(rows, names, args.format))
+    except (BillingError, *_billing_errors()) as error:
+        return _fail(str(error))
+    return 0
+
+
+def _bill(args: argparse.Namespace) -> int:
+    from .billing import AwsCosts, PriceTable, UsageReader, make_bill, plot_daily, render_bill, tenant_index
+
+    try:
+        prices, costs = PriceTable.load(args.prices), AwsCosts.load(args.aws_costs)
+        tenants = tenant_index(_directory(args).list())
+        rows = UsageReader(_usage_table(args)).month(args.month)
+        print(render_bill(make_bill(args.month, rows, tenants, prices, costs), args.format))
+        if args.plot:
+            path = plot_daily(rows, args.month, {key: t.name for key, t in tenants.items()}, args.plot)
+            print(f"wrote {path}", file=sys.stderr)
+    except _billing_errors() as error:
+        return _fail(str(error))
     return 0
 
 

@@ -40,11 +40,14 @@ def test_push_without_an_export_names_the_fix(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "modelfn_infra.demo", "--store", str(tmp_path / "models")],
+    result = subprocess.run([sys.executable, "-m", "modelfn_infra.demo", "--store", str(tmp_path / "models"),
+                             "--tenants", str(tmp_path / "tenants.json")],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "demo finished" in result.stdout
     assert "predictions == onnxruntime (TF Serving)   True" in result.stdout
+    assert "403 Forbidden: missing or invalid API key" in result.stdout and "429" in result.stdout  # keys and plans
+    assert "bill for " in result.stdout and "curl -s -H 'x-api-key: " in result.stdout
     assert (tmp_path / "models" / "digits" / "1" / "modelcard.json").is_file()
 
 

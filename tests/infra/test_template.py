@@ -95,7 +95,7 @@ def test_api_passes_binary_bodies_and_answers_protocol_errors():
     assert api["BinaryMediaTypes"] == ["*~1*"]
     responses = api["GatewayResponses"]
     assert responses["REQUEST_TOO_LARGE"]["StatusCode"] == "413"
-    assert all("$context.error.messageString" in r["ResponseTemplates"]["application/json"] for r in responses.values())
+    assert all("$context.error.message" in r["ResponseTemplates"]["application/json"] for r in responses.values())
 
 
 def _lint_env() -> dict:

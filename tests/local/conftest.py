@@ -74,7 +74,7 @@ def local_app(api_template, local_env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(local_app):
-    server = local_app.serve_api(port=0)
+    server = local_app.serve_api(port=0, api_keys=False)  # protocol conformance; keys: test_api_keys.py
     yield server
     server.stop()
 

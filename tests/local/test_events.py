@@ -168,17 +168,22 @@ def test_cli_start_api_serves_and_stops_by_itself(digits_store, tmp_path):
 
     env_file = tmp_path / "env.json"
     env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
+    tenants = tmp_path / "tenants.json"
+    created = subprocess.run([sys.executable, "-m", "modelfn_infra.cli", "tenants", "create", "dev", "--plan", "free",
+                              "--local", "--tenants", str(tenants)], cwd=REPO, capture_output=True, text=True, check=True)
+    key = created.stdout.split("(shown once; give it to the tenant): ")[1].split()[0]
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "3",
-         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused"],
+         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--tenants", str(tenants)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=30) as response:
+                ready = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/digits/ready", headers={"x-api-key": key})
+                with urllib.request.urlopen(ready, timeout=30) as response:
                     assert response.status == 200
                     break
             except OSError:

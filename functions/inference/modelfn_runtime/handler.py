@@ -14,6 +14,7 @@ Configuration (template.yaml sets these per function):
     MODELFN_DATA_BUCKET         inbox/, requests/, outbox/, errors/ of event-triggered work
     MODELFN_IDEMPOTENCY_TABLE   DynamoDB table of powertools idempotency records
     MODELFN_REPLY_QUEUE_PREFIX  SQS reply queues a message may name must start with this
+    MODELFN_USAGE_TABLE         DynamoDB table of per-tenant usage (unset: EMF metrics only)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import snapstart, triggers
 from .artifacts import default_model_uri, resolve_model_dir
 from .observability import logger, metrics, tracer
 from .service import InferenceService, describe
+from .usage import meter_from_environment
 
 
 def load_service() -> InferenceService:
@@ -45,7 +47,7 @@ def load_service() -> InferenceService:
             f"{model_dir} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
             "fix MODEL_URI or MODEL_NAME/MODEL_VERSION"
         )
-    service = InferenceService(model, served_models=served)
+    service = InferenceService(model, served_models=served, meter=meter_from_environment())
     logger.info("model loaded", load_ms=round((time.perf_counter() - started) * 1000, 1), **describe(service))
     return service
 

@@ -22,6 +22,7 @@ from typing import Any
 
 os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
 
+from flask import g, request  # noqa: E402
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner  # noqa: E402
 from samcli.lib.providers.api_provider import ApiProvider  # noqa: E402
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider  # noqa: E402
@@ -29,11 +30,16 @@ from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider  # noq
 from samcli.lib.utils.stream_writer import StreamWriter  # noqa: E402
 from samcli.local.apigw.exceptions import LambdaResponseParseException  # noqa: E402
 from samcli.local.apigw.local_apigw_service import LocalApigwService  # noqa: E402
+from samcli.local.apigw.route import Route  # noqa: E402
 from samcli.local.apigw.service_error_responses import ServiceErrorResponses  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT, payload_too_large  # noqa: E402
+from modelfn_runtime.usage import USAGE_TABLE_ENV  # noqa: E402
 
+from ..catalog import API_KEY_HEADER  # noqa: E402
+from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants  # noqa: E402
+from .apikeys import ApiKeyGate, Refused, plans_from_template  # noqa: E402
 from .sandbox import HostLambdaRuntime  # noqa: E402
 
 DEFAULT_REGION = "us-east-1"
@@ -66,7 +72,7 @@ class LocalApp:
             cwd=str(template.parent),
             real_path=str(template.parent),
             aws_region=os.environ["AWS_DEFAULT_REGION"],
-            env_vars_values=env_vars or {},
+            env_vars_values=_without_deployed_tables(env_vars),
         )
         self.log = StreamWriter(log_stream or sys.stderr, auto_flush=True)
 
@@ -89,11 +95,19 @@ class LocalApp:
             self.runner.invoke(function, body, stdout=StreamWriter(out, auto_flush=True), stderr=self.log)
             return json.loads(out.getvalue())
 
-    def serve_api(self, port: int = 3000) -> "ApiServer":
+    def serve_api(self, port: int = 3000, *, api_keys: bool = True, tenants: str | Path = DEFAULT_LOCAL_TENANTS) -> "ApiServer":
+        """Serve the API; ``api_keys=False`` skips key checks, throttling and quotas (as ``sam local start-api`` does)."""
         api = ApiProvider(self.stacks, cwd=os.getcwd()).api
         service = ApiGatewayService(api=api, lambda_runner=self.runner, port=port, host="127.0.0.1", stderr=self.log)
+        if api_keys:
+            service.gate = ApiKeyGate.from_template(self.resources, LocalTenants(tenants, plans_from_template(self.resources)))
         service.create()
         return ApiServer(service, port)
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        """The template's resources (parameters resolved by SAM), for the API-key gate."""
+        return self.stacks[0].resources
 
 
 class FunctionError(Exception):
@@ -101,7 +115,27 @@ class FunctionError(Exception):
 
 
 class ApiGatewayService(LocalApigwService):
-    """SAM's API Gateway emulation, with API Gateway's 502 for function errors and its documented binary rule."""
+    """SAM's API Gateway emulation, with API Gateway's 502 for function errors and its documented binary rule,
+    and (when ``gate`` is set) its API-key check, usage-plan throttling and quotas."""
+
+    gate: ApiKeyGate | None = None
+
+    def _request_handler(self, **kwargs):
+        if self.gate is not None:
+            route = self._get_current_route(request)
+            decision = self.gate.check(route.function_name, route.path, request.headers.get(API_KEY_HEADER))
+            if isinstance(decision, Refused):
+                body = json.dumps({"error": decision.message})
+                return self.service_response(body, {"Content-Type": "application/json"}, decision.status)
+            g.modelfn_tenant = decision.tenant
+        return super()._request_handler(**kwargs)
+
+    def _generate_lambda_event(self, flask_request, route, method, endpoint):
+        event = super()._generate_lambda_event(flask_request, route, method, endpoint)
+        tenant = getattr(g, "modelfn_tenant", None)
+        if tenant is not None and route.event_type == Route.API:  # API Gateway puts the key into the REST event
+            event["requestContext"]["identity"].update(apiKey=flask_request.headers.get(API_KEY_HEADER), apiKeyId=tenant.id)
+        return event
 
     def create(self):
         super().create()
@@ -132,6 +166,7 @@ class ApiServer:
 
     def __init__(self, service: LocalApigwService, port: int) -> None:
         self.last_request = time.monotonic()
+        self.gate: ApiKeyGate | None = getattr(service, "gate", None)
         app = service._app
         self._server = make_server("127.0.0.1", port, self._guard(app), threaded=True)
         self.port = self._server.server_port
@@ -207,16 +242,27 @@ def start_api(args: Namespace) -> int:
             cloud.deliver_in_background()
             print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
                   "to the functions as they arrive", flush=True)
-        server = app.serve_api(args.port)
+        server = app.serve_api(args.port, api_keys=not args.no_api_keys, tenants=args.tenants)
         routes = ApiProvider(app.stacks, cwd=os.getcwd()).api.routes
         for route in sorted(routes, key=lambda r: r.path):
             print(f"  {route.function_name:>18}  {','.join(sorted(route.methods)):<40} {server.url}{route.path}")
+        if server.gate is not None and server.gate.required:
+            print(f"API keys from {args.tenants} are required on model routes (x-api-key header); "
+                  "create one with `modelfn tenants create NAME --plan PLAN --local`")
         print(f"API listening on {server.url} (Ctrl-C to stop)", flush=True)
         try:
             server.wait(args.idle_shutdown)
         finally:
             server.stop()
     return 0
+
+
+def _without_deployed_tables(env_vars: dict[str, Any] | None) -> dict[str, Any]:
+    """Locally, ``Ref: UsageTable`` resolves to the logical id, a table that exists nowhere: meter nothing
+    unless the environment names a table (as ``make demo`` does with a moto server)."""
+    merged = dict(env_vars or {})
+    merged["Parameters"] = {USAGE_TABLE_ENV: "", **(merged.get("Parameters") or {})}
+    return merged
 
 
 def _app(args: Namespace, **kwargs: Any) -> LocalApp:

@@ -1,0 +1,139 @@
+"""Tenants: API keys on the template's usage plans (moto API Gateway), and the local API's tenants file."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from modelfn_infra.catalog import PLAN_TAG, Catalog
+from modelfn_infra.cli import main
+from modelfn_infra.tenants import ApiGatewayTenants, LocalTenants, TenantError
+
+from ..conftest import REPO
+
+STACK = "shop"
+
+
+def deploy_plans(client, stack: str = STACK) -> dict[str, str]:
+    """The usage plans CloudFormation creates from the template: <stack>-<plan>, tagged with the plan."""
+    api = client.create_rest_api(name=f"{stack}-models")["id"]
+    plans = {}
+    for plan in Catalog.read(REPO / "infra" / "catalog.yaml").plans:
+        created = client.create_usage_plan(
+            name=f"{stack}-{plan.name}",
+            apiStages=[{"apiId": api, "stage": "Prod"}],
+            throttle={"rateLimit": plan.rate_limit, "burstLimit": plan.burst_limit},
+            quota={"limit": plan.quota, "period": plan.quota_period},
+            tags={PLAN_TAG: plan.name},
+        )
+        plans[plan.name] = created["id"]
+    client.create_usage_plan(name="other-stack-free", tags={PLAN_TAG: "free"})  # another stack's plan: ignored
+    return plans
+
+
+@pytest.fixture
+def apigateway():
+    with mock_aws():
+        client = boto3.client("apigateway", region_name="us-east-1")
+        yield client, deploy_plans(client)
+
+
+def plan_keys(client, plan_id: str) -> list[str]:
+    return [key["id"] for key in client.get_usage_plan_keys(usagePlanId=plan_id)["items"]]
+
+
+def test_create_attaches_a_new_key_to_the_plan_and_returns_its_value_once(apigateway):
+    client, plans = apigateway
+    tenants = ApiGatewayTenants(stack=STACK, client=client)
+    assert tenants.plans() == ["free", "pro"]
+    acme = tenants.create("acme", plan="pro")
+    assert acme.enabled and acme.plan == "pro" and len(acme.key) >= 20
+    assert plan_keys(client, plans["pro"]) == [acme.id] and plan_keys(client, plans["free"]) == []
+    assert client.get_api_key(apiKey=acme.id, includeValue=True)["value"] == acme.key
+    listed = tenants.list()
+    assert [(t.name, t.id, t.plan, t.enabled, t.key) for t in listed] == [("acme", acme.id, "pro", True, None)]
+
+
+def test_create_refuses_unknown_plans_bad_names_and_duplicates(apigateway):
+    client, _ = apigateway
+    tenants = ApiGatewayTenants(stack=STACK, client=client)
+    with pytest.raises(TenantError, match=r"plan 'gold' does not exist in stack 'shop'; choose one of \['free', 'pro'\]"):
+        tenants.create("acme", plan="gold")
+    with pytest.raises(TenantError, match="tenant name 'a b' is not valid"):
+        tenants.create("a b", plan="free")
+    first = tenants.create("acme", plan="free")
+    with pytest.raises(TenantError, match=f"tenant 'acme' already exists \\(id {first.id}\\); revoke it first"):
+        tenants.create("acme", plan="pro")
+    assert len(client.get_api_keys()["items"]) == 1
+
+
+def test_revoke_detaches_and_disables_but_keeps_the_key_for_the_bill(apigateway):
+    client, plans = apigateway
+    tenants = ApiGatewayTenants(stack=STACK, client=client)
+    acme = tenants.create("acme", plan="free")
+    tenants.create("globex", plan="pro")
+    revoked = tenants.revoke("acme")
+    assert revoked.id == acme.id and not revoked.enabled
+    assert plan_keys(client, plans["free"]) == []
+    assert client.get_api_key(apiKey=acme.id)["enabled"] is False
+    assert {(t.name, t.enabled) for t in tenants.list()} == {("acme", False), ("globex", True)}
+    again = tenants.create("acme", plan="pro")  # the name is free again; the old key keeps its id
+    assert again.id != acme.id and plan_keys(client, plans["pro"]).count(again.id) == 1
+    with pytest.raises(TenantError, match="no tenant named 'nobody'"):
+        tenants.revoke("nobody")
+
+
+def test_keys_of_other_stacks_are_not_listed(apigateway):
+    client, _ = apigateway
+    client.create_api_key(name="stranger", enabled=True)
+    ApiGatewayTenants(stack=STACK, client=client).create("acme", plan="free")
+    assert [t.name for t in ApiGatewayTenants(stack=STACK, client=client).list()] == ["acme"]
+    assert ApiGatewayTenants(stack="elsewhere", client=client).list() == []
+
+
+def test_cli_tenants_create_list_revoke(apigateway, capsys):
+    client, plans = apigateway
+    assert main(["tenants", "create", "acme", "--plan", "pro", "--stack", STACK]) == 0
+    out = capsys.readouterr().out
+    key = out.split("API key (shown once; give it to the tenant): ")[1].split()[0]
+    tenant_id = client.get_api_keys()["items"][0]["id"]
+    assert client.get_api_key(apiKey=tenant_id, includeValue=True)["value"] == key
+    assert f"x-api-key: {key}" in out and plan_keys(client, plans["pro"]) == [tenant_id]
+    assert main(["tenants", "list", "--stack", STACK, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [{"id": tenant_id, "name": "acme", "plan": "pro", "enabled": True, "created": listed[0]["created"]}]
+    assert key not in json.dumps(listed)
+    assert main(["tenants", "revoke", "acme", "--stack", STACK]) == 0
+    assert "revoked tenant acme" in capsys.readouterr().out
+    assert main(["tenants", "create", "x", "--plan", "gold", "--stack", STACK]) == 2
+    assert "choose one of ['free', 'pro']" in capsys.readouterr().err
+
+
+def test_local_tenants_file(tmp_path):
+    path = tmp_path / "local" / "tenants.json"
+    tenants = LocalTenants(path, plans=["free", "pro"])
+    acme = tenants.create("acme", "free")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds keys
+    assert tenants.by_key() == {acme.key: acme}
+    assert [t.key for t in tenants.list()] == [None]
+    with pytest.raises(TenantError, match="plan 'gold' is not in the template"):
+        tenants.create("globex", "gold")
+    tenants.revoke(acme.id)
+    assert tenants.by_key() == {} and tenants.list()[0].enabled is False
+    path.write_text("not json")
+    with pytest.raises(TenantError, match="is not a tenants file"):
+        tenants.list()
+
+
+def test_cli_local_tenants_take_plans_from_the_template(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "tenants.json"
+    assert main(["tenants", "create", "dev", "--plan", "free", "--local", "--tenants", str(path)]) == 0
+    key = capsys.readouterr().out.split("shown once; give it to the tenant): ")[1].split()[0]
+    assert LocalTenants(path).by_key()[key].name == "dev"
+    assert main(["tenants", "create", "dev2", "--plan", "gold", "--local", "--tenants", str(path)]) == 2
+    assert "choose one of ['free', 'pro']" in capsys.readouterr().err
