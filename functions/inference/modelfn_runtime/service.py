@@ -20,8 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
+from .errors import (
+    LAMBDA_SYNC_PAYLOAD_LIMIT,
+    MethodNotAllowed,
+    ModelfnError,
+    ModelNotReady,
+    NotFound,
+    clip,
+    payload_too_large,
+    quote,
+)
 from .http import HttpRequest, HttpResponse
+from .limits import Limits
 from .metering import Meter, MetricsMeter, UsageRecord
 from .observability import logger, tracer
 from .protocols import oip, tfserving
@@ -60,14 +70,41 @@ class Outcome:
     batch_size: int = 0
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """The model this function should serve but cannot load (yet): readiness says so, model routes answer 503."""
+
+    name: str
+    version: str
+    reason: str
+    retry_after_s: int = 5
+
+    def error(self) -> ModelNotReady:
+        return ModelNotReady(
+            f"model {self.name!r} version {self.version!r} is not ready: {self.reason}",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+
 class InferenceService:
-    def __init__(self, model: ModelSession | None, served_models: list[str] | None = None, meter: Meter | None = None):
+    def __init__(
+        self,
+        model: ModelSession | None,
+        served_models: list[str] | None = None,
+        meter: Meter | None = None,
+        *,
+        limits: Limits | None = None,
+        unavailable: Unavailable | None = None,
+    ):
         self.model = model
-        self.served_models = sorted(set(served_models or []) | ({model.card.name} if model else set()))
+        self.unavailable = unavailable
+        own = {model.card.name} if model else ({unavailable.name} if unavailable else set())
+        self.served_models = sorted(set(served_models or []) | own)
         self.meter = meter or MetricsMeter()
+        self.limits = limits or Limits()
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
-            "ready": lambda request, params: Outcome(HttpResponse.json(200, {"ready": True})),
+            "ready": self._ready,
             "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, oip.server_metadata(SERVER_VERSION))),
             "model_metadata": self._model_metadata,
             "model_ready": self._model_ready,
@@ -87,15 +124,16 @@ class InferenceService:
             if len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
                 raise payload_too_large("the request body", len(request.body))
             outcome = self._operations[operation](request, params)
-            encoded = _encoded_size(outcome.response)
-            if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the response", encoded)
         except ModelfnError as error:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
-            logger.info("request refused", status=error.status, error=error.message, path=request.path)
+            logger.info("request refused", status=error.status, error=error.message, path=clip(request.path))
         except Exception:
-            logger.exception("inference failed", path=request.path)
+            logger.exception("inference failed", path=clip(request.path))
             outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
+        encoded = _encoded_size(outcome.response)
+        if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:  # any answer, an error's too, must fit Lambda's response limit
+            error = payload_too_large("the response", encoded)
+            outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}), outcome.batch_size)
         self._meter(request, operation, outcome, started)
         return outcome.response
 
@@ -108,40 +146,51 @@ class InferenceService:
         if matches:
             raise MethodNotAllowed(request.method, path, sorted({route.method for route, _ in matches}))
         raise NotFound(
-            f"no route {request.method} {path}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
+            f"no route {clip(request.method)} {clip(path)}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
             "or /v1/models/{name}:predict (TensorFlow Serving)"
         )
 
-    def _served(self, params: dict[str, str]) -> ModelSession:
+    def _served(self, params: dict[str, str], request: HttpRequest | None = None) -> ModelSession:
         name, version = params["name"], params.get("version")
+        if self.model is None and self.unavailable is not None and name == self.unavailable.name:
+            raise self.unavailable.error()
         if self.model is None or name != self.model.card.name:
-            raise NotFound(f"model {name!r} is not served here; this API serves {self.served_models}")
+            # The list of served models is for callers with an API key; anonymous callers learn only the way to find it.
+            known = f"this API serves {self.served_models}" if request is None or request.api_key_id else (
+                "call with your API key (x-api-key) to see the served models"
+            )
+            raise NotFound(f"model {quote(name)} is not served here; {known}")
         if version is not None and version != self.model.card.version:
-            raise NotFound(f"model {name!r} has no version {version!r}; served versions: [{self.model.card.version!r}]")
+            raise NotFound(f"model {quote(name)} has no version {quote(version)}; served versions: [{self.model.card.version!r}]")
         return self.model
 
+    def _ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        if self.unavailable is not None:
+            raise self.unavailable.error()
+        return Outcome(HttpResponse.json(200, {"ready": True}))
+
     def _model_metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, oip.model_metadata(self._served(params).card)))
+        return Outcome(HttpResponse.json(200, oip.model_metadata(self._served(params, request).card)))
 
     def _model_ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
+        model = self._served(params, request)
         return Outcome(HttpResponse.json(200, {"name": model.card.name, "ready": True}))
 
     def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
-        infer = oip.decode_infer(request)
+        model = self._served(params, request)
+        infer = oip.decode_infer(request, model.card, self.limits)
         results = _run(model, infer.inputs, infer.outputs)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, tfserving.model_status(self._served(params).card)))
+        return Outcome(HttpResponse.json(200, tfserving.model_status(self._served(params, request).card)))
 
     def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, tfserving.model_metadata(self._served(params).card)))
+        return Outcome(HttpResponse.json(200, tfserving.model_metadata(self._served(params, request).card)))
 
     def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
-        predict = tfserving.decode_predict(request, model.card.inputs)
+        model = self._served(params, request)
+        predict = tfserving.decode_predict(request, model.card.inputs, self.limits)
         results = _run(model, predict.inputs)
         return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
 
@@ -166,7 +215,12 @@ class InferenceService:
 
 def _run(model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
     with tracer.provider.in_subsegment("## session.run"):
-        return model.run(inputs, outputs)
+        results = model.run(inputs, outputs)
+    # Refuse before encoding: JSON needs >= 2 bytes per element, binary >= its itemsize, so nothing larger is built.
+    at_least = sum(value.size * min(value.dtype.itemsize, 2) for value in results.values())
+    if at_least > LAMBDA_SYNC_PAYLOAD_LIMIT:
+        raise payload_too_large("the response", at_least)
+    return results
 
 
 def _encoded_size(response: HttpResponse) -> int:
@@ -176,5 +230,7 @@ def _encoded_size(response: HttpResponse) -> int:
 def describe(service: InferenceService) -> dict[str, Any]:
     model = service.model
     if model is None:
+        if service.unavailable is not None:
+            return {"model": service.unavailable.name, "version": service.unavailable.version, "ready": False}
         return {"model": None, "served_models": service.served_models}
     return {"model": model.card.name, "version": model.card.version, "provider": model.provider, "threads": model.threads}
