@@ -86,7 +86,7 @@ def test_malformed_fields_are_400_naming_the_field(service, payload, message):
     "shape,data,message",
     [
         ([0, 2**70], [], "has a dimension over 2147483647"),
-        ([2**20, 4], [1.0] * 8, "has a batch of 1048576 but this model accepts at most 256"),
+        ([2**20, 4], [1.0] * 8, "has a batch of 1048576 but this model accepts at most 1024"),
         ([1, 4, 1], [1.0] * 4, "has shape [1, 4, 1] but the model expects [-1, 4]"),
         ([], 1.0, "has shape [] but the model expects [-1, 4]"),
     ],
@@ -101,7 +101,7 @@ def test_binary_input_with_huge_shape_is_refused_before_allocation(service):
         {"name": "features", "shape": [2**30, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
         oip_inputs()[1]]}).encode()
     response = infer(service, body=header + b"\0" * 32, headers={"Inference-Header-Content-Length": str(len(header))})
-    assert response.status == 400 and "accepts at most 256" in error_of(response)
+    assert response.status == 400 and "accepts at most 1024" in error_of(response)
 
 
 def test_deep_nesting_is_400_not_a_recursion_error(service):
@@ -117,9 +117,9 @@ def test_deep_nesting_is_400_not_a_recursion_error(service):
 def test_tfserving_nesting_and_batch_are_checked_against_the_card(service):
     response = service.handle(post("/v1/models/toy:predict", {"inputs": {"features": [[[1, 2, 3, 4]]], "ids": [[1, 2, 3]]}}))
     assert response.status == 400 and "nested 3 levels deep" in error_of(response)
-    rows = [{"features": [1, 2, 3, 4], "ids": [1, 2, 3]}] * 300
+    rows = [{"features": [1, 2, 3, 4], "ids": [1, 2, 3]}] * 1100
     response = service.handle(post("/v1/models/toy:predict", {"instances": rows}))
-    assert response.status == 400 and "accepts at most 256 per request" in error_of(response)
+    assert response.status == 400 and "accepts at most 1024 per request" in error_of(response)
 
 
 def test_batch_limit_comes_from_the_environment(toy_model):

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT
 
-DEFAULT_MAX_BATCH_SIZE = 256
-"""Largest first (batch) dimension a dynamic-batch input accepts unless the catalog says otherwise."""
+DEFAULT_MAX_BATCH_SIZE = 1024
+"""Largest first (batch) dimension a dynamic-batch input accepts unless the catalog says otherwise.
+Event-triggered jobs (``jobs.Settings.max_rows``) chunk their rows to at most this many, too."""
 
 MAX_DIMENSION = 2**31 - 1
 """No dimension of any tensor may exceed this (numpy and ONNX Runtime refuse far less than 2**63)."""

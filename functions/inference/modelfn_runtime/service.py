@@ -33,11 +33,15 @@ from .errors import (
 from .http import HttpRequest, HttpResponse
 from .limits import Limits
 from .metering import Meter, MetricsMeter, UsageRecord
+from .modelcard import ModelCard
 from .observability import logger, tracer
 from .protocols import oip, tfserving
 from .session import ModelSession
+from .triggers.base import Envelope
 
 SERVER_VERSION = "0.1.0"
+SYNCHRONOUS_TRIGGERS = ("rest", "http", "direct", "test")
+"""Requests that travel inside a Lambda payload (6 MB); S3/SQS chunks are bounded by the event machinery."""
 _MODEL = r"/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 
 
@@ -114,15 +118,27 @@ class InferenceService:
             "predict": self._predict,
         }
 
-    def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one request; protocol errors become ``{"error": ...}`` with their status, never a traceback."""
+    @property
+    def card(self) -> ModelCard | None:
+        """The served model's card; None for the catch-all function."""
+        return self.model.card if self.model else None
+
+    def handle(self, request: HttpRequest | Envelope) -> HttpResponse:
+        """Answer one request and meter it exactly once; errors become ``{"error": ...}`` with their status,
+        never a traceback. An envelope the trigger could not decode is answered with its refusal."""
         started = time.perf_counter()
+        refusal = None
+        if isinstance(request, Envelope):
+            request, refusal = request.request, request.refusal
         operation, outcome = "unrouted", Outcome(HttpResponse(500))
         try:
+            if refusal is not None:
+                raise refusal
             route, params = self._route(request)
             operation = route.operation
-            if len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the request body", len(request.body))
+            synchronous = request.trigger in SYNCHRONOUS_TRIGGERS
+            if synchronous and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the request body", len(request.body), self._model_name(params))
             outcome = self._operations[operation](request, params)
         except ModelfnError as error:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
@@ -131,11 +147,15 @@ class InferenceService:
             logger.exception("inference failed", path=clip(request.path))
             outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
         encoded = _encoded_size(outcome.response)
-        if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:  # any answer, an error's too, must fit Lambda's response limit
-            error = payload_too_large("the response", encoded)
+        if request.trigger in SYNCHRONOUS_TRIGGERS and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
+            # any synchronous answer, an error's too, must fit Lambda's response limit
+            error = payload_too_large("the response", encoded, self._model_name({}))
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}), outcome.batch_size)
         self._meter(request, operation, outcome, started)
         return outcome.response
+
+    def _model_name(self, params: dict[str, str]) -> str | None:
+        return self.model.card.name if self.model else params.get("name")
 
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
         path = request.path.rstrip("/") or "/"
@@ -179,7 +199,7 @@ class InferenceService:
     def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params, request)
         infer = oip.decode_infer(request, model.card, self.limits)
-        results = _run(model, infer.inputs, infer.outputs)
+        results = _run(model, infer.inputs, infer.outputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
@@ -191,7 +211,7 @@ class InferenceService:
     def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params, request)
         predict = tfserving.decode_predict(request, model.card.inputs, self.limits)
-        results = _run(model, predict.inputs)
+        results = _run(model, predict.inputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
         return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
 
     def _meter(self, request: HttpRequest, operation: str, outcome: Outcome, started: float) -> None:
@@ -209,17 +229,20 @@ class InferenceService:
                 response_bytes=len(outcome.response.body),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 api_key_id=request.api_key_id,
+                tenant=request.tenant,
             )
         )
 
 
-def _run(model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+def _run(
+    model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None, *, synchronous: bool = True
+) -> dict[str, np.ndarray]:
     with tracer.provider.in_subsegment("## session.run"):
         results = model.run(inputs, outputs)
     # Refuse before encoding: JSON needs >= 2 bytes per element, binary >= its itemsize, so nothing larger is built.
     at_least = sum(value.size * min(value.dtype.itemsize, 2) for value in results.values())
-    if at_least > LAMBDA_SYNC_PAYLOAD_LIMIT:
-        raise payload_too_large("the response", at_least)
+    if synchronous and at_least > LAMBDA_SYNC_PAYLOAD_LIMIT:
+        raise payload_too_large("the response", at_least, model.card.name)
     return results
 
 

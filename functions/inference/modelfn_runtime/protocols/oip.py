@@ -55,9 +55,12 @@ class InferRequest:
 def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = None) -> InferRequest:
     """The request's tensors, each checked against ``card`` (name, datatype, shape, batch size) before it is built."""
     limits = limits or Limits()
-    check_content_type(request.content_type)
-    header, binary = _split_body(request)
-    payload = json_object(header, "inference request header" if binary else "request body")
+    if isinstance(request.parsed, dict):  # a trigger that received JSON already (direct invoke, SQS)
+        header, binary, payload = memoryview(b""), memoryview(b""), request.parsed
+    else:
+        check_content_type(request.content_type)
+        header, binary = _split_body(request)
+        payload = json_object(header, "inference request header" if binary else "request body")
     parameters = parameters_of(payload, "the request")
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
