@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -83,3 +84,37 @@ def test_function_with_a_missing_model_starts_and_answers_503_with_one_clear_log
     failures = [line for line in logs if line.get("message") == "model cannot load"]
     assert len(failures) == 1 and failures[0]["uri"] == str(tmp_path / "absent") and failures[0]["level"] == "ERROR"
     assert "modelfn export" in failures[0]["reason"]
+
+
+def test_payloads_are_not_logged_by_default(service, caplog):
+    with caplog.at_level(logging.DEBUG):
+        service.handle(post("/v2/models/toy/infer", {"inputs": oip_inputs()}))
+        service.handle(post("/v2/models/toy/infer", {"inputs": [{**oip_inputs()[0], "data": [123456789.5] * 8}]}))
+    assert caplog.records, "the refusal is logged"
+    logged = " ".join(json.dumps(record.__dict__, default=str) for record in caplog.records)
+    assert "payload sample" not in logged and "123456789" not in logged and "[1.0, 2.0" not in logged
+
+
+def test_sampled_payload_logging_redacts_named_tensors_and_secrets(toy_model, caplog):
+    from modelfn_runtime.payloads import PayloadLog
+
+    log = PayloadLog.from_env({"MODELFN_PAYLOAD_LOG_RATE": "1", "MODELFN_PAYLOAD_REDACT": "features,probs"})
+    service = InferenceService(toy_model, payload_log=log)
+    with caplog.at_level(logging.INFO):
+        service.handle(post("/v2/models/toy/infer", {"inputs": oip_inputs()}, headers={"X-Api-Key": "sekrit-key"}))
+    sample = next(record.__dict__ for record in caplog.records if record.getMessage() == "payload sample")
+    assert sample["request_headers"]["x-api-key"] == "[redacted]" and "sekrit" not in json.dumps(sample)
+    request = json.loads(sample["request_body"])
+    assert request["inputs"][0]["data"] == "[redacted]" and request["inputs"][1]["data"] == [[1, 2, 3], [4, 5, 6]]
+    response = json.loads(sample["response_body"])
+    assert response["outputs"][0]["data"] == "[redacted]" and response["outputs"][1]["data"] == [6.0, 15.0]
+    assert PayloadLog(rate=0.5).maybe_log(post("/x", {}), service.handle(get("/v2/health/live")), sample=lambda: 0.7) is False
+
+
+def test_payload_log_rate_is_validated():
+    import pytest
+
+    from modelfn_runtime.payloads import PayloadLog
+
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        PayloadLog.from_env({"MODELFN_PAYLOAD_LOG_RATE": "5"})

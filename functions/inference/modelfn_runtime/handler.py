@@ -12,6 +12,7 @@ Configuration (template.yaml sets these per function):
     MODELFN_MODELS              comma-separated names of every model behind the API (for 404 hints)
     MODELFN_EXECUTION_PROVIDER  auto (default), cpu, cuda or tensorrt
     MODELFN_MAX_BATCH_SIZE      largest batch one request may carry (catalog: max_batch_size)
+    MODELFN_PAYLOAD_LOG_RATE    opt-in sampled payload logging, 0 (default: never); see payloads.py
     MODELFN_DATA_BUCKET         inbox/, requests/, outbox/, errors/ of event-triggered work
     MODELFN_IDEMPOTENCY_TABLE   DynamoDB table of powertools idempotency records
     MODELFN_REPLY_QUEUE_PREFIX  SQS reply queues a message may name must start with this
@@ -27,6 +28,7 @@ from . import triggers
 from .artifacts import ModelLoadError, default_model_uri, resolve_model_dir
 from .limits import Limits
 from .observability import logger, metrics, tracer
+from .payloads import PayloadLog
 from .service import InferenceService, Unavailable, describe
 
 RETRY_BACKOFF_S = (5, 10, 30, 60, 120, 300)
@@ -50,7 +52,7 @@ def load_service() -> InferenceService:
             f"{model_dir} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
             "fix MODEL_URI or MODEL_NAME/MODEL_VERSION"
         )
-    service = InferenceService(model, served_models=served, limits=Limits.from_env())
+    service = InferenceService(model, served_models=served, limits=Limits.from_env(), payload_log=PayloadLog.from_env())
     logger.info("model loaded", load_ms=round((time.perf_counter() - started) * 1000, 1), **describe(service))
     return service
 

@@ -35,6 +35,7 @@ from .limits import Limits
 from .metering import Meter, MetricsMeter, UsageRecord
 from .modelcard import ModelCard
 from .observability import logger, tracer
+from .payloads import PayloadLog
 from .protocols import oip, tfserving
 from .session import ModelSession
 from .triggers.base import Envelope
@@ -99,6 +100,7 @@ class InferenceService:
         *,
         limits: Limits | None = None,
         unavailable: Unavailable | None = None,
+        payload_log: PayloadLog | None = None,
     ):
         self.model = model
         self.unavailable = unavailable
@@ -106,6 +108,7 @@ class InferenceService:
         self.served_models = sorted(set(served_models or []) | own)
         self.meter = meter or MetricsMeter()
         self.limits = limits or Limits()
+        self.payload_log = payload_log or PayloadLog()  # off unless the function opts in (MODELFN_PAYLOAD_LOG_RATE)
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
             "ready": self._ready,
@@ -151,6 +154,7 @@ class InferenceService:
             # any synchronous answer, an error's too, must fit Lambda's response limit
             error = payload_too_large("the response", encoded, self._model_name({}))
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}), outcome.batch_size)
+        self.payload_log.maybe_log(request, outcome.response)
         self._meter(request, operation, outcome, started)
         return outcome.response
 
