@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -173,17 +174,32 @@ class ApiServer:
 
 def invoke(args: Namespace) -> int:
     event = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
+    stop_on_signals()
     try:
         with _app(args) as app:
             response = app.invoke(args.function, event)
     except (KeyError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: sandboxes stopped", file=sys.stderr)
+        return 130
     print(json.dumps(response, indent=2))
     return 0
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the command like Ctrl-C (SIGINT): the ``with LocalApp`` block then stops every sandbox."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
 def start_api(args: Namespace) -> int:
+    stop_on_signals()
     with _app(args, max_sandboxes=args.max_sandboxes) as app:
         server = app.serve_api(args.port)
         routes = ApiProvider(app.stacks, cwd=os.getcwd()).api.routes
