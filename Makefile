@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install demo test lint template clean
+.PHONY: install demo test lint template clean fuzz load
 
 install: $(INSTALLED)
 
@@ -23,6 +23,13 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# The long runs behind RELIABILITY.md: 20,000 fuzz cases per property; 10,000 requests of load plus a fault run.
+fuzz: $(INSTALLED)
+	MODELFN_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -p no:cacheprovider tests/runtime/test_fuzz.py
+
+load: $(INSTALLED)
+	$(PY) -m modelfn_infra.load --requests 10000 --clients 4 --fault-requests 2000 --json load-figures.json
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check functions export infra tests

@@ -137,8 +137,8 @@ def _s3_failure(error: Exception, bucket: str, key: str) -> str:
         return f"{uri} does not exist; push the model with `modelfn push`"
     if code in ("403", "AccessDenied", "AllAccessDisabled") or code.startswith("KMS"):
         return (
-            f"access to {uri} was denied ({code}); grant the function s3:GetObject on its model prefix "
-            "(and kms:Decrypt on the bucket's key)"
+            f"access to {uri} was denied ({code}); push the model there if it is missing, or grant the function "
+            "s3:GetObject on its model prefix and kms:Decrypt on the model key"
         )
     if isinstance(error, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.EndpointConnectionError)):
         return f"S3 is unreachable for {uri} ({type(error).__name__}); check the network/VPC endpoint and AWS_ENDPOINT_URL_S3"
