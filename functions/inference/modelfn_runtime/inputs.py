@@ -224,8 +224,8 @@ def _call(obj: S3Object, operation: str, *args: Any, **kwargs: Any) -> Any:
         if code in ("NoSuchKey", "404", "NoSuchBucket", "NoSuchVersion"):
             raise NotFound(f"{obj.uri[:120]} does not exist (it may have been deleted after the event); put it again") from None
         if code in ("AccessDenied", "403"):
-            raise BadRequest(f"this function may not read {obj.uri[:120]}; inputs must be under the model's "
-                             "inbox/<model>/ or requests/<model>/ prefix of the data bucket") from None
+            raise NotFound(f"{obj.uri[:120]} does not exist or this function may not read it; inputs must be under the "
+                           "model's inbox/<model>/ or requests/<model>/ prefix of the data bucket") from None
         if code in PERMANENT_S3_ERRORS:
             raise BadRequest(f"{obj.uri[:120]} cannot be read ({code})") from None
         raise RetryableJobError(f"reading {obj.uri[:120]} failed ({code or type(error).__name__}): {str(error)[:120]}") from error
