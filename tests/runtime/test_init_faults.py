@@ -58,7 +58,7 @@ def test_access_denied_names_the_permission(cache, monkeypatch):
     stubber.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
     stubber.activate()
     monkeypatch.setattr(artifacts, "s3_client", lambda: client)
-    with pytest.raises(ModelLoadError, match=r"access to s3://models/m/1/modelcard.json was denied \(AccessDenied\); grant"):
+    with pytest.raises(ModelLoadError, match=r"access to s3://models/m/1/modelcard.json was denied \(AccessDenied\); push the model there if it is missing, or grant the function s3:GetObject"):
         download_from_s3("s3://models/m/1/")
 
 
