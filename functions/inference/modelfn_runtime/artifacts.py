@@ -57,7 +57,7 @@ def cache_dir(bucket: str, prefix: str, root: Path | None = None) -> Path:
     """Where an S3 model is cached: under ``root`` always, whatever ``..`` or ``/`` the prefix holds.
 
     Example:
-        >>> cache_dir("b", "models/../../etc/", Path("/tmp/modelfn"))
+        >>> cache_dir("b", "models/../../etc/", Path("/tmp/modelfn"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         modelfn_runtime.artifacts.ModelLoadError: s3://b/models/../../etc/ would be cached outside /tmp/modelfn; ...
