@@ -6,14 +6,16 @@ INSTALLED := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install demo demo-events test lint template build clean
+.PHONY: install demo demo-events test lint template build clean fuzz load
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml infra/scan-requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv $(VENV)/tools
+	$(VENV)/tools/bin/pip install --quiet -r infra/scan-requirements.txt
 	touch $@
 
 demo: $(INSTALLED)
@@ -24,6 +26,13 @@ demo-events: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# The long runs behind RELIABILITY.md: 20,000 fuzz cases per property; 10,000 requests of load plus a fault run.
+fuzz: $(INSTALLED)
+	MODELFN_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -p no:cacheprovider tests/runtime/test_fuzz.py
+
+load: $(INSTALLED)
+	$(PY) -m modelfn_infra.load --requests 10000 --clients 4 --fault-requests 2000 --json load-figures.json
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check functions export infra tests

@@ -86,6 +86,10 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="NAME[/VERSION]", help="model name, optionally /version (default: the latest in the store)")
     p.add_argument("--bucket", required=True, help="destination S3 bucket")
     p.add_argument("--prefix", default="", help="key prefix, e.g. models/ (a trailing / is added when missing)")
+    p.add_argument(
+        "--kms-key-id", default=None, metavar="KEY",
+        help="KMS key (ARN, id or alias/<stack>-models) for SSE-KMS; default: aws:kms with the bucket's default key",
+    )
     p.add_argument("--store", default=DEFAULT_STORE, metavar="DIR", help=f"model store directory (default {DEFAULT_STORE})")
     p.set_defaults(func=run_push)
     return p
@@ -135,7 +139,7 @@ def run_push(args: argparse.Namespace) -> int:
         from .push import parse_ref, push_model
 
         name, version = parse_ref(args.ref)
-        result = push_model(name, version, bucket=args.bucket, prefix=args.prefix, store=args.store)
+        result = push_model(name, version, bucket=args.bucket, prefix=args.prefix, store=args.store, kms_key_id=args.kms_key_id)
         if result.status == "unchanged":
             print(f"unchanged: {result.uri} already holds {result.name}/{result.version} (sha256 {result.sha256}); nothing uploaded")
         elif result.status == "completed":

@@ -11,6 +11,10 @@ artifact's (``artifact-sha256``). Versions are immutable:
   ``status == "completed"``);
 * a different ``model.onnx`` is there -> :class:`ExportError` (exit 1), nothing is uploaded.
 
+Both objects are written with SSE-KMS (``ServerSideEncryption=aws:kms``): with ``kms_key_id`` (a key ARN,
+id or alias, e.g. the stack's ``alias/<stack>-models``) under that key, otherwise under the bucket's default
+KMS key (S3's ``aws/s3`` key when the bucket names none).
+
 A non-empty ``prefix`` without a trailing ``/`` gets one. boto3 is used with its usual configuration
 (``AWS_PROFILE``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``, ...).
 
@@ -75,6 +79,7 @@ def push_model(
     prefix: str = "",
     store: str | os.PathLike[str] = DEFAULT_STORE,
     s3_client: Any = None,
+    kms_key_id: str | None = None,
 ) -> PushResult:
     """Upload ``<store>/<name>/<version>/`` to ``s3://<bucket>/<prefix><name>/<version>/``.
 
@@ -85,6 +90,7 @@ def push_model(
         prefix: key prefix (``"models/"``); a trailing ``/`` is added when missing.
         store: the local model store directory.
         s3_client: a boto3 S3 client (default: ``boto3.client("s3")``).
+        kms_key_id: KMS key for SSE-KMS; default: the bucket's default KMS key.
 
     Raises:
         ExportError: invalid name/version, nothing to push, a corrupted local version, a different
@@ -142,15 +148,15 @@ def push_model(
                 )
             if _head(client, bucket, card_key) is not None:
                 return result("unchanged", ())
-            _put_card(client, bucket, card_key, card_bytes, card_sha, sha)
+            _put_card(client, bucket, card_key, card_bytes, card_sha, sha, kms_key_id)
             return result("completed", (card_key,))
         client.upload_file(
             os.fspath(artifact),
             bucket,
             artifact_key,
-            ExtraArgs={"Metadata": {"sha256": sha}, "ContentType": "application/octet-stream"},
+            ExtraArgs={"Metadata": {"sha256": sha}, "ContentType": "application/octet-stream", **encryption(kms_key_id)},
         )
-        _put_card(client, bucket, card_key, card_bytes, card_sha, sha)
+        _put_card(client, bucket, card_key, card_bytes, card_sha, sha, kms_key_id)
     return result("uploaded", (artifact_key, card_key))
 
 
@@ -160,13 +166,19 @@ def _client() -> Any:
     return boto3.client("s3")
 
 
-def _put_card(client: Any, bucket: str, key: str, body: bytes, sha: str, artifact_sha: str) -> None:
+def encryption(kms_key_id: str | None) -> dict[str, str]:
+    """S3 request arguments for SSE-KMS, under ``kms_key_id`` or the bucket's default KMS key."""
+    return {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": kms_key_id} if kms_key_id else {})}
+
+
+def _put_card(client: Any, bucket: str, key: str, body: bytes, sha: str, artifact_sha: str, kms_key_id: str | None) -> None:
     client.put_object(
         Bucket=bucket,
         Key=key,
         Body=body,
         ContentType="application/json",
         Metadata={"sha256": sha, "artifact-sha256": artifact_sha},
+        **encryption(kms_key_id),
     )
 
 

@@ -23,18 +23,16 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE
+from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE, NAME_PATTERN, VERSION_PATTERN
 
 from .errors import FAILED, ExportError
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-VERSION_PATTERN = re.compile(r"^[1-9][0-9]*$")
 TEMP_PREFIX = ".tmp-"
 
 
 def validate_name(name: str) -> str:
     """Return ``name`` if valid, else raise :class:`ExportError` with the fix."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         suggestion = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:63] or "my-model"
         raise ExportError(
             f"model name '{name}' is invalid",
@@ -46,7 +44,7 @@ def validate_name(name: str) -> str:
 def validate_version(version: str | int) -> str:
     """Return ``version`` as a string if it is a positive integer, else raise :class:`ExportError`."""
     text = str(version)
-    if isinstance(version, bool) or not VERSION_PATTERN.match(text):
+    if isinstance(version, bool) or not VERSION_PATTERN.fullmatch(text):
         raise ExportError(f"version '{version}' is invalid", "use a positive integer such as 1, 2, 3")
     return text
 
@@ -56,7 +54,7 @@ def versions(store: str | os.PathLike[str], name: str) -> list[int]:
     model_dir = Path(store) / name
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name))
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and VERSION_PATTERN.fullmatch(p.name))
 
 
 def next_version(store: str | os.PathLike[str], name: str) -> str:

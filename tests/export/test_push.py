@@ -110,3 +110,17 @@ def test_push_needs_an_exported_model(s3: Any, tmp_path: Path) -> None:
         push_model("digits", bucket=BUCKET, store=tmp_path)
     with pytest.raises(ExportError, match=r"model name 'Digits' is invalid"):
         push_model("Digits/1", bucket=BUCKET, store=tmp_path)
+
+
+def test_push_encrypts_with_sse_kms(s3: Any, digits_export: tuple[Any, Path]) -> None:
+    """Model protection: both objects are stored SSE-KMS, under the given key when one is named."""
+    import boto3
+
+    _, store = digits_export
+    push_model("digits/1", bucket=BUCKET, prefix="models/", store=store)
+    for name in ("model.onnx", "modelcard.json"):
+        assert s3.head_object(Bucket=BUCKET, Key=f"models/digits/1/{name}")["ServerSideEncryption"] == "aws:kms"
+    key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
+    push_model("digits/1", bucket=BUCKET, prefix="keyed/", store=store, kms_key_id=key)
+    head = s3.head_object(Bucket=BUCKET, Key="keyed/digits/1/model.onnx")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key

@@ -111,7 +111,7 @@ ERRORS = [
     ("POST", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": [0] * 63}]}).encode(), JSON, 400, "expects [-1, 64]"),
     ("POST", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "INT64", "data": [0] * 64}]}).encode(), JSON, 400, "expects FP32"),
     ("POST", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 60}]}).encode(), JSON, 400, "has 60 elements"),
-    ("POST", "/v2/models/resnet/infer", b"{}", JSON, 404, "this API serves ['digits', 'toy']"),
+    ("POST", "/v2/models/resnet/infer", b"{}", JSON, 404, "call with your API key (x-api-key) to see the served models"),
     ("GET", "/v2/models/digits/versions/3/ready", None, {}, 404, "no version '3'"),
     ("GET", "/nothing/here", None, {}, 404, "no route GET /nothing/here"),
     ("GET", "/v2/models/digits/infer", None, {}, 405, "use POST"),

@@ -92,7 +92,9 @@ def test_binary_section_errors_are_400(service):
     ],
 )
 def test_unknown_model_version_or_route_is_404(service, path, message):
-    response = service.handle(post(path, {"inputs": oip_inputs()}))
+    request = post(path, {"inputs": oip_inputs()})
+    request.api_key_id = "key-1"  # callers with a key see the served models; anonymous ones do not
+    response = service.handle(request)
     assert response.status == 404 and message in error_of(response)
 
 
@@ -116,7 +118,7 @@ def test_request_over_lambda_limit_is_413_with_async_hint(service, monkeypatch):
 
 
 def test_response_over_lambda_limit_is_413(service, monkeypatch):
-    request = post("/v2/models/toy/infer", {"inputs": oip_inputs(FEATURES.repeat(200, 0), FEATURES[:, :3].astype("int64").repeat(200, 0))})
+    request = post("/v2/models/toy/infer", {"inputs": oip_inputs(FEATURES.repeat(100, 0), FEATURES[:, :3].astype("int64").repeat(100, 0))})
     monkeypatch.setattr("modelfn_runtime.service.LAMBDA_SYNC_PAYLOAD_LIMIT", len(request.body) + 10)
     response = service.handle(request)
     assert response.status == 413 and "the response is" in error_of(response)
@@ -166,5 +168,5 @@ def test_server_function_without_model_answers_health_and_404s():
 
     server = InferenceService(model=None, served_models=["digits"])
     assert server.handle(get("/v2/health/ready")).status == 200
-    response = server.handle(HttpRequest("GET", "/v2/models/resnet"))
+    response = server.handle(HttpRequest("GET", "/v2/models/resnet", api_key_id="key-1"))
     assert response.status == 404 and "this API serves ['digits']" in error_of(response)

@@ -47,47 +47,118 @@ def resolve_model_dir(uri: str) -> Path:
     return path
 
 
+S3_CONNECT_TIMEOUT_S = float(os.environ.get("MODELFN_S3_CONNECT_TIMEOUT_S", "3"))
+S3_READ_TIMEOUT_S = float(os.environ.get("MODELFN_S3_READ_TIMEOUT_S", "10"))
+S3_MAX_ATTEMPTS = int(os.environ.get("MODELFN_S3_MAX_ATTEMPTS", "3"))
+"""An unreachable or hanging S3 fails init within about attempts x (connect + read) seconds, not Lambda's timeout."""
+
+
+def cache_dir(bucket: str, prefix: str, root: Path | None = None) -> Path:
+    """Where an S3 model is cached: under ``root`` always, whatever ``..`` or ``/`` the prefix holds.
+
+    Example:
+        >>> cache_dir("b", "models/../../etc/", Path("/tmp/modelfn"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        modelfn_runtime.artifacts.ModelLoadError: s3://b/models/../../etc/ would be cached outside /tmp/modelfn; ...
+    """
+    root = (root or CACHE_ROOT).resolve()
+    target = (root / bucket / prefix.lstrip("/")).resolve()
+    if not bucket or "/" in bucket or bucket in (".", "..") or not target.is_relative_to(root / bucket):
+        raise ModelLoadError(
+            f"s3://{bucket}/{prefix} would be cached outside {root}; set MODEL_URI to s3://bucket/prefix/name/version/ "
+            "without '..' segments"
+        )
+    return target
+
+
 def download_from_s3(uri: str) -> Path:
-    """Copy the card and the artifact into /tmp once, verifying the artifact's sha256 against the card."""
-    import boto3  # only functions that load from S3 pay for importing boto3
+    """Copy the card and the artifact into /tmp once, verifying the artifact's sha256 against the card.
+
+    Every failure is a ``ModelLoadError`` whose message names the URI and the fix: a missing bucket or object,
+    AccessDenied, an unreachable or hanging endpoint (bounded timeouts and retries), a card that is not JSON,
+    a sha256 mismatch.
+    """
     import botocore.exceptions
 
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
-    target = CACHE_ROOT / bucket / prefix
+    target = cache_dir(bucket, prefix)
     target.mkdir(parents=True, exist_ok=True)
-    s3 = boto3.client("s3")
-    card_body = _get(s3, bucket, prefix + CARD_FILE)
-    expected = json.loads(card_body)["artifact"]["sha256"]
-    model_path = target / ARTIFACT_FILE
-    if not (model_path.is_file() and sha256_file(model_path) == expected):
-        partial = model_path.with_name(ARTIFACT_FILE + ".partial")
-        # download_file streams to disk in parallel parts: no second copy of the model in memory
-        try:
+    s3 = s3_client()
+    key = prefix + CARD_FILE
+    try:
+        card_body = _get(s3, bucket, key)
+        expected = _recorded_sha256(card_body, f"s3://{bucket}/{prefix}{CARD_FILE}")
+        model_path = target / ARTIFACT_FILE
+        if not (model_path.is_file() and sha256_file(model_path) == expected):
+            partial = model_path.with_name(ARTIFACT_FILE + ".partial")
+            # download_file streams to disk in parallel parts: no second copy of the model in memory
+            key = prefix + ARTIFACT_FILE
             s3.download_file(bucket, prefix + ARTIFACT_FILE, str(partial))
-        except botocore.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
-                raise
-            raise ModelLoadError(
-                f"s3://{bucket}/{prefix}{ARTIFACT_FILE} does not exist; push the model with `modelfn push`"
-            ) from None
-        digest = sha256_file(partial)
-        if digest != expected:
-            partial.unlink()
-            raise ModelLoadError(
-                f"s3://{bucket}/{prefix}{ARTIFACT_FILE} has sha256 {digest} but its card records {expected}; "
-                "push the model again with `modelfn push`"
-            )
-        partial.replace(model_path)
+            digest = sha256_file(partial)
+            if digest != expected:
+                partial.unlink()
+                raise ModelLoadError(
+                    f"s3://{bucket}/{prefix}{ARTIFACT_FILE} has sha256 {digest} but its card records {expected}; "
+                    "push the model again with `modelfn push`"
+                )
+            partial.replace(model_path)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise ModelLoadError(_s3_failure(error, bucket, key)) from None
     _write_atomically(target / CARD_FILE, card_body)
     return target
 
 
-def _get(s3, bucket: str, key: str) -> bytes:
+def s3_client():
+    """A boto3 S3 client whose connect/read timeouts and retries are bounded (see ``S3_*`` above)."""
+    import boto3  # only functions that load from S3 pay for importing boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=S3_CONNECT_TIMEOUT_S,
+        read_timeout=S3_READ_TIMEOUT_S,
+        retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+    )
+    return boto3.client("s3", config=config)
+
+
+def _s3_failure(error: Exception, bucket: str, key: str) -> str:
+    """One line naming the object, what S3 said, and the fix."""
+    import botocore.exceptions
+
+    uri = f"s3://{bucket}/{key}"
+    code = ""
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+    if code == "NoSuchBucket":
+        return f"bucket {bucket!r} of {uri} does not exist; create it or fix the ModelBucket parameter / MODEL_URI"
+    if code in ("404", "NoSuchKey", "NotFound"):
+        return f"{uri} does not exist; push the model with `modelfn push`"
+    if code in ("403", "AccessDenied", "AllAccessDisabled") or code.startswith("KMS"):
+        return (
+            f"access to {uri} was denied ({code}); push the model there if it is missing, or grant the function "
+            "s3:GetObject on its model prefix and kms:Decrypt on the model key"
+        )
+    if isinstance(error, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.EndpointConnectionError)):
+        return f"S3 is unreachable for {uri} ({type(error).__name__}); check the network/VPC endpoint and AWS_ENDPOINT_URL_S3"
+    if isinstance(error, botocore.exceptions.ReadTimeoutError):
+        return f"S3 did not answer for {uri} within {S3_READ_TIMEOUT_S:g} s ({S3_MAX_ATTEMPTS} attempts); retry later or raise MODELFN_S3_READ_TIMEOUT_S"
+    return f"reading {uri} failed: {str(error)[:200]}; check MODEL_URI and the function's permissions"
+
+
+def _recorded_sha256(card_body: bytes, where: str) -> str:
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise ModelLoadError(f"s3://{bucket}/{key} does not exist; push the model with `modelfn push`") from None
+        digest = json.loads(card_body)["artifact"]["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelLoadError(f"{where} is not a model card (no artifact.sha256); push the model again with `modelfn push`") from None
+    if not isinstance(digest, str):
+        raise ModelLoadError(f"{where} records a non-string artifact.sha256; push the model again with `modelfn push`")
+    return digest
+
+
+def _get(s3, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

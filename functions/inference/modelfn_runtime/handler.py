@@ -11,10 +11,11 @@ Configuration (template.yaml sets these per function):
     MODEL_URI                   s3://bucket/prefix/name/version/ or a directory; default: in the package
     MODELFN_MODELS              comma-separated names of every model behind the API (for 404 hints)
     MODELFN_EXECUTION_PROVIDER  auto (default), cpu, cuda or tensorrt
+    MODELFN_MAX_BATCH_SIZE      largest batch one request may carry (catalog: max_batch_size)
+    MODELFN_PAYLOAD_LOG_RATE    opt-in sampled payload logging, 0 (default: never); see payloads.py
     MODELFN_DATA_BUCKET         inbox/, requests/, outbox/, errors/ of event-triggered work
     MODELFN_IDEMPOTENCY_TABLE   DynamoDB table of powertools idempotency records
     MODELFN_REPLY_QUEUE_PREFIX  SQS reply queues a message may name must start with this
-    MODELFN_USAGE_TABLE         DynamoDB table of per-tenant usage (unset: EMF metrics only)
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ import time
 from typing import Any
 
 from . import snapstart, triggers
-from .artifacts import default_model_uri, resolve_model_dir
+from .artifacts import ModelLoadError, default_model_uri, resolve_model_dir
+from .limits import Limits
 from .observability import logger, metrics, tracer
-from .service import InferenceService, describe
+from .payloads import PayloadLog
+from .service import InferenceService, Unavailable, describe
 from .usage import meter_from_environment
+
+RETRY_BACKOFF_S = (5, 10, 30, 60, 120, 300)
+"""After a failed init, the load is tried again on the first request after each of these pauses (then every 300 s)."""
 
 
 def load_service() -> InferenceService:
@@ -47,22 +53,81 @@ def load_service() -> InferenceService:
             f"{model_dir} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
             "fix MODEL_URI or MODEL_NAME/MODEL_VERSION"
         )
-    service = InferenceService(model, served_models=served, meter=meter_from_environment())
+    service = InferenceService(model, served_models=served, meter=meter_from_environment(), limits=Limits.from_env(),
+                               payload_log=PayloadLog.from_env())
     logger.info("model loaded", load_ms=round((time.perf_counter() - started) * 1000, 1), **describe(service))
     return service
 
 
-SERVICE = load_service()
+class ServiceSlot:
+    """The service this sandbox answers with. Init never crashes the sandbox: a model that cannot load
+    gives a not-ready service (readiness and model routes answer 503 with the reason), and the load is
+    tried again on a later request after a backoff, so a fixed bucket or a pushed model heals the
+    function without a redeploy.
+
+    Example:
+        >>> slot = ServiceSlot(load=lambda: InferenceService(model=None))   # doctest: +SKIP
+        >>> slot.current().handle(...)                                      # doctest: +SKIP
+    """
+
+    def __init__(self, load=load_service, clock=time.monotonic) -> None:
+        self._load, self._clock = load, clock
+        self.failures = 0
+        self._retry_at = 0.0
+        self.service = self._try_load()
+
+    def current(self) -> InferenceService:
+        if self.service.unavailable is not None and self._clock() >= self._retry_at:
+            self.service = self._try_load()
+        return self.service
+
+    def _try_load(self) -> InferenceService:
+        try:
+            service = self._load()
+        except Exception as error:  # noqa: BLE001 - every init failure becomes an honest not-ready state
+            return self._unavailable(error)
+        self.failures = 0
+        return service
+
+    def _unavailable(self, error: Exception) -> InferenceService:
+        name, version = os.environ.get("MODEL_NAME", ""), os.environ.get("MODEL_VERSION", "1")
+        uri = os.environ.get("MODEL_URI") or default_model_uri(name, version)
+        pause = RETRY_BACKOFF_S[min(self.failures, len(RETRY_BACKOFF_S) - 1)]
+        self.failures += 1
+        self._retry_at = self._clock() + pause
+        if isinstance(error, (ModelLoadError, RuntimeError, ValueError)):
+            reason = str(error)[:600]
+        else:
+            reason = f"loading failed with {type(error).__name__}; see the function logs"
+        logger.error(
+            "model cannot load", uri=uri, reason=str(error)[:600], error_type=type(error).__name__,
+            attempt=self.failures, retry_in_s=pause,
+        )
+        served = [n for n in os.environ.get("MODELFN_MODELS", "").split(",") if n]
+        return InferenceService(None, served_models=served, unavailable=Unavailable(name, version, reason, pause))
+
+
+SLOT = ServiceSlot()
+SERVICE = SLOT.service  # the service at the end of init (tests replace it; ``_service`` prefers a replacement)
 snapstart.register(SERVICE)  # SnapStart: warm before the snapshot, re-check threads/provider after restore
 logger.append_keys(model=os.environ.get("MODEL_NAME", "-"), version=os.environ.get("MODEL_VERSION", "-"))
+
+
+def _service() -> InferenceService:
+    global SERVICE
+    if SERVICE is not SLOT.service:  # replaced from outside (tests): answer with that one
+        return SERVICE
+    SERVICE = SLOT.current()
+    return SERVICE
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: Any, context: Any) -> Any:
+    service = _service()
     trigger = triggers.pick(event)
     try:
-        return trigger.dispatch(event, context, SERVICE)
+        return trigger.dispatch(event, context, service)
     finally:
-        SERVICE.meter.flush()
+        service.meter.flush()

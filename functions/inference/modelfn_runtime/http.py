@@ -61,5 +61,5 @@ class HttpResponse:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "HttpResponse":
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()  # strict JSON: no bare NaN
         return cls(status, body, {"Content-Type": "application/json", **(headers or {})})

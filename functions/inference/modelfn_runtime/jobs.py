@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from .errors import BadRequest
+from .limits import DEFAULT_MAX_BATCH_SIZE, Limits
 
 INBOX = "inbox"
 """``inbox/<model>/[<tenant>/]<name>``: putting an object here runs the model (the S3 trigger)."""
@@ -50,7 +51,7 @@ class Settings:
     idempotency_table: str | None = None
     reply_queue_prefix: str | None = None
     chunk_bytes: int = 4 << 20
-    max_rows: int = 1024
+    max_rows: int = DEFAULT_MAX_BATCH_SIZE
     max_object_bytes: int = 256 << 20
     max_json_bytes: int = 16 << 20
     idempotency_ttl_s: int = 4 * 24 * 3600
@@ -70,7 +71,8 @@ class Settings:
             idempotency_table=env.get("MODELFN_IDEMPOTENCY_TABLE") or None,
             reply_queue_prefix=env.get("MODELFN_REPLY_QUEUE_PREFIX") or None,
             chunk_bytes=number("MODELFN_CHUNK_BYTES", cls.chunk_bytes),
-            max_rows=number("MODELFN_CHUNK_ROWS", cls.max_rows),
+            # a chunk is one request: never more rows than the model accepts (MODELFN_MAX_BATCH_SIZE)
+            max_rows=min(number("MODELFN_CHUNK_ROWS", cls.max_rows), Limits.from_env(env).max_batch_size),
             max_object_bytes=number("MODELFN_MAX_OBJECT_BYTES", cls.max_object_bytes),
             max_json_bytes=number("MODELFN_MAX_JSON_BYTES", cls.max_json_bytes),
             idempotency_ttl_s=number("MODELFN_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ SCHEMA_PATH = Path(__file__).with_name("modelcard.schema.json")
 SCHEMA_VERSION = "1"
 ARTIFACT_FILE = "model.onnx"
 CARD_FILE = "modelcard.json"
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+VERSION_PATTERN = re.compile(r"[1-9][0-9]*")
+"""Model names and versions, always matched with ``fullmatch`` (``match`` with ``$`` lets a trailing newline through)."""
 
 
 @dataclass(frozen=True)

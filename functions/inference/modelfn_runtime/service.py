@@ -18,11 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
+from .errors import (
+    LAMBDA_SYNC_PAYLOAD_LIMIT,
+    MethodNotAllowed,
+    ModelfnError,
+    ModelNotReady,
+    NotFound,
+    clip,
+    payload_too_large,
+    quote,
+)
 from .http import HttpRequest, HttpResponse
+from .limits import Limits
 from .metering import Meter, MetricsMeter, UsageRecord
 from .modelcard import ModelCard
 from .observability import logger, subsegment
+from .payloads import PayloadLog
 from .protocols.server import server_metadata
 from .triggers.base import Envelope
 
@@ -66,14 +77,43 @@ class Outcome:
     batch_size: int = 0
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """The model this function should serve but cannot load (yet): readiness says so, model routes answer 503."""
+
+    name: str
+    version: str
+    reason: str
+    retry_after_s: int = 5
+
+    def error(self) -> ModelNotReady:
+        return ModelNotReady(
+            f"model {self.name!r} version {self.version!r} is not ready: {self.reason}",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+
 class InferenceService:
-    def __init__(self, model: ModelSession | None, served_models: list[str] | None = None, meter: Meter | None = None):
+    def __init__(
+        self,
+        model: ModelSession | None,
+        served_models: list[str] | None = None,
+        meter: Meter | None = None,
+        *,
+        limits: Limits | None = None,
+        unavailable: Unavailable | None = None,
+        payload_log: PayloadLog | None = None,
+    ):
         self.model = model
-        self.served_models = sorted(set(served_models or []) | ({model.card.name} if model else set()))
+        self.unavailable = unavailable
+        own = {model.card.name} if model else ({unavailable.name} if unavailable else set())
+        self.served_models = sorted(set(served_models or []) | own)
         self.meter = meter or MetricsMeter()
+        self.limits = limits or Limits()
+        self.payload_log = payload_log or PayloadLog()  # off unless the function opts in (MODELFN_PAYLOAD_LOG_RATE)
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
-            "ready": lambda request, params: Outcome(HttpResponse.json(200, {"ready": True})),
+            "ready": self._ready,
             "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, server_metadata(SERVER_VERSION))),
             "model_metadata": self._model_metadata,
             "model_ready": self._model_ready,
@@ -105,15 +145,18 @@ class InferenceService:
             if synchronous and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
                 raise payload_too_large("the request body", len(request.body), self._model_name(params))
             outcome = self._operations[operation](request, params)
-            encoded = _encoded_size(outcome.response)
-            if synchronous and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the response", encoded, self._model_name(params))
         except ModelfnError as error:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
-            logger.info("request refused", status=error.status, error=error.message, path=request.path)
+            logger.info("request refused", status=error.status, error=error.message, path=clip(request.path))
         except Exception:
-            logger.exception("inference failed", path=request.path)
+            logger.exception("inference failed", path=clip(request.path))
             outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
+        encoded = _encoded_size(outcome.response)
+        if request.trigger in SYNCHRONOUS_TRIGGERS and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
+            # any synchronous answer, an error's too, must fit Lambda's response limit
+            error = payload_too_large("the response", encoded, self._model_name({}))
+            outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}), outcome.batch_size)
+        self.payload_log.maybe_log(request, outcome.response)
         self._meter(request, operation, outcome, started)
         return outcome.response
 
@@ -129,54 +172,65 @@ class InferenceService:
         if matches:
             raise MethodNotAllowed(request.method, path, sorted({route.method for route, _ in matches}))
         raise NotFound(
-            f"no route {request.method} {path}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
+            f"no route {clip(request.method)} {clip(path)}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
             "or /v1/models/{name}:predict (TensorFlow Serving)"
         )
 
-    def _served(self, params: dict[str, str]) -> ModelSession:
+    def _served(self, params: dict[str, str], request: HttpRequest | None = None) -> ModelSession:
         name, version = params["name"], params.get("version")
+        if self.model is None and self.unavailable is not None and name == self.unavailable.name:
+            raise self.unavailable.error()
         if self.model is None or name != self.model.card.name:
-            raise NotFound(f"model {name!r} is not served here; this API serves {self.served_models}")
+            # The list of served models is for callers with an API key; anonymous callers learn only the way to find it.
+            known = f"this API serves {self.served_models}" if request is None or request.api_key_id else (
+                "call with your API key (x-api-key) to see the served models"
+            )
+            raise NotFound(f"model {quote(name)} is not served here; {known}")
         if version is not None and version != self.model.card.version:
-            raise NotFound(f"model {name!r} has no version {version!r}; served versions: [{self.model.card.version!r}]")
+            raise NotFound(f"model {quote(name)} has no version {quote(version)}; served versions: [{self.model.card.version!r}]")
         return self.model
 
+    def _ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        if self.unavailable is not None:
+            raise self.unavailable.error()
+        return Outcome(HttpResponse.json(200, {"ready": True}))
+
     def _model_metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)  # before the protocol import: the catch-all answers 404 without numpy
+        model = self._served(params, request)  # before the protocol import: the catch-all answers 404 without numpy
         from .protocols import oip
 
         return Outcome(HttpResponse.json(200, oip.model_metadata(model.card)))
 
     def _model_ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
+        model = self._served(params, request)
         return Outcome(HttpResponse.json(200, {"name": model.card.name, "ready": True}))
 
     def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
+        model = self._served(params, request)
         from .protocols import oip
 
-        infer = oip.decode_infer(request)
-        results = _run(model, infer.inputs, infer.outputs)
+        infer = oip.decode_infer(request, model.card, self.limits)
+        results = _run(model, infer.inputs, infer.outputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
+        model = self._served(params, request)
         from .protocols import tfserving
 
         return Outcome(HttpResponse.json(200, tfserving.model_status(model.card)))
 
     def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
+        model = self._served(params, request)
         from .protocols import tfserving
 
         return Outcome(HttpResponse.json(200, tfserving.model_metadata(model.card)))
 
     def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params)
+        model = self._served(params, request)
         from .protocols import tfserving
 
-        predict = tfserving.decode_predict(request, model.card.inputs)
-        results = _run(model, predict.inputs)
+        predict = tfserving.decode_predict(request, model.card.inputs, self.limits)
+        results = _run(model, predict.inputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
         return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
 
     def _meter(self, request: HttpRequest, operation: str, outcome: Outcome, started: float) -> None:
@@ -199,9 +253,16 @@ class InferenceService:
         )
 
 
-def _run(model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+def _run(
+    model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None, *, synchronous: bool = True
+) -> dict[str, np.ndarray]:
     with subsegment("## session.run"):
-        return model.run(inputs, outputs)
+        results = model.run(inputs, outputs)
+    # Refuse before encoding: JSON needs >= 2 bytes per element, binary >= its itemsize, so nothing larger is built.
+    at_least = sum(value.size * min(value.dtype.itemsize, 2) for value in results.values())
+    if synchronous and at_least > LAMBDA_SYNC_PAYLOAD_LIMIT:
+        raise payload_too_large("the response", at_least, model.card.name)
+    return results
 
 
 def _encoded_size(response: HttpResponse) -> int:
@@ -211,5 +272,7 @@ def _encoded_size(response: HttpResponse) -> int:
 def describe(service: InferenceService) -> dict[str, Any]:
     model = service.model
     if model is None:
+        if service.unavailable is not None:
+            return {"model": service.unavailable.name, "version": service.unavailable.version, "ready": False}
         return {"model": None, "served_models": service.served_models}
     return {"model": model.card.name, "version": model.card.version, "provider": model.provider, "threads": model.threads}

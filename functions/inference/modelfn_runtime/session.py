@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from . import providers
 from .artifacts import ModelLoadError, sha256_file
-from .errors import BadRequest
+from .errors import BadRequest, quote
 from .modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard, TensorSpec
 from .tensors import ORT_TYPES, datatype_of
 
@@ -42,7 +42,13 @@ class ModelSession:
         for path in (card_path, model_path):
             if not path.is_file():
                 raise ModelLoadError(f"{path} is missing; export the model with `modelfn export` into that directory")
-        card = ModelCard.read(card_path)
+        try:
+            card = ModelCard.read(card_path)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelLoadError(
+                f"{card_path} is not a valid model card ({type(error).__name__}: {str(error)[:120]}); "
+                "re-export the model with `modelfn export` or push it again"
+            ) from None
         digest = sha256_file(model_path)
         if digest != card.artifact.sha256:
             raise ModelLoadError(
@@ -60,7 +66,7 @@ class ModelSession:
         names = output_names or [spec.name for spec in self.card.outputs]
         for name in names:
             if self.card.output(name) is None:
-                raise BadRequest(f"unknown output {name!r}; this model's outputs are {self._names(self.card.outputs)}")
+                raise BadRequest(f"unknown output {quote(name)}; this model's outputs are {self._names(self.card.outputs)}")
         values = self.session.run(names, inputs)
         return dict(zip(names, values))
 
@@ -68,7 +74,7 @@ class ModelSession:
         expected = self._names(self.card.inputs)
         unknown = sorted(set(inputs) - set(expected))
         if unknown:
-            raise BadRequest(f"unknown input {unknown[0]!r}; this model's inputs are {expected}")
+            raise BadRequest(f"unknown input {quote(unknown[0])}; this model's inputs are {expected}")
         missing = [name for name in expected if name not in inputs]
         if missing:
             raise BadRequest(f"missing input {missing[0]!r}; this model needs all of {expected}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -208,6 +209,7 @@ class ApiServer:
 
 def invoke(args: Namespace) -> int:
     event = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
+    stop_on_signals()
     try:
         with _app(args) as app, _cloud(args, app) as cloud:
             response = app.invoke(args.function, event)
@@ -215,6 +217,9 @@ def invoke(args: Namespace) -> int:
     except (KeyError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: sandboxes stopped", file=sys.stderr)
+        return 130
     print(json.dumps(response, indent=2))
     for key, body in results.items():
         print(f"--- s3://{cloud.data_bucket}/{key}\n{body.decode('utf-8', 'replace')[:2000]}")
@@ -232,11 +237,18 @@ def _cloud(args: Namespace, app: LocalApp):
     return LocalCloud(app)
 
 
-def start_api(args: Namespace) -> int:
-    import signal
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the command like Ctrl-C (SIGINT): the ``with LocalApp`` block then stops every sandbox."""
 
-    # SIGTERM stops the server like Ctrl-C does, so leaving the contexts below stops every sandbox and moto
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
+def start_api(args: Namespace) -> int:
+    stop_on_signals()  # SIGTERM/SIGHUP: leaving the contexts below stops every sandbox and moto
     with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
         if cloud:
             cloud.deliver_in_background()

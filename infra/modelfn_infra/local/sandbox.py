@@ -131,8 +131,9 @@ class Sandbox:
         except OSError as error:
             payload = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": f"sandbox unreachable: {error}"}).encode()
         elapsed_ms = (time.perf_counter() - started) * 1000
-        lines = self._lines_until_report(mark)
         payload, crashed = _lambda_error_shape(payload)
+        # a crashed runtime writes no REPORT line: take the logs there are instead of waiting for one
+        lines = self._lines_until_report(mark, wait_s=0.0 if crashed else 2.0)
         return Invocation(payload, [line for line in lines if not _RIE_LINE.match(line)], self._report(lines, elapsed_ms), crashed)
 
     def stop(self) -> None:
@@ -174,8 +175,8 @@ class Sandbox:
         with self._changed:
             self._changed.notify_all()
 
-    def _lines_until_report(self, mark: int) -> list[str]:
-        deadline = time.monotonic() + 2
+    def _lines_until_report(self, mark: int, wait_s: float = 2.0) -> list[str]:
+        deadline = time.monotonic() + wait_s
         with self._changed:
             while not any(line.startswith("REPORT RequestId:") for line in self._lines[mark:]):
                 remaining = deadline - time.monotonic()
@@ -207,6 +208,8 @@ class HostLambdaRuntime:
         self.max_sandboxes = max_sandboxes
         self._idle: dict[str, list[Sandbox]] = {}
         self._count: dict[str, int] = {}
+        self._all: set[Sandbox] = set()  # idle and busy: close() stops every one
+        self._closed = False
         self._available = threading.Condition()
         self.last_report: Report | None = None
 
@@ -235,16 +238,32 @@ class HostLambdaRuntime:
         return None
 
     def close(self) -> None:
+        """Stop every sandbox, busy ones too (their invocations answer as crashed); no new one starts after."""
         with self._available:
-            sandboxes = [sandbox for pool in self._idle.values() for sandbox in pool]
+            self._closed = True
+            sandboxes = list(self._all)
+            self._all.clear()
             self._idle.clear()
+            self._available.notify_all()
         for sandbox in sandboxes:
             sandbox.stop()
+
+    @property
+    def sandbox_pids(self) -> list[int]:
+        """Process ids of every sandbox (RIE) process this runtime holds."""
+        with self._available:
+            return [sandbox.process.pid for sandbox in self._all]
 
     def _acquire(self, config: Any) -> Sandbox:
         with self._available:
             while True:
+                if self._closed:
+                    raise RuntimeError("the local runtime is shutting down; no new invocation starts")
                 idle = self._idle.setdefault(config.name, [])
+                while idle and not idle[-1].alive:  # a sandbox that died while idle is noticed here, not on invoke
+                    dead = idle.pop()
+                    self._all.discard(dead)
+                    self._count[config.name] -= 1
                 if idle:
                     return idle.pop()
                 if self._count.get(config.name, 0) < self.max_sandboxes:
@@ -252,17 +271,24 @@ class HostLambdaRuntime:
                     break
                 self._available.wait()
         try:
-            return Sandbox(config, self.python)
+            sandbox = Sandbox(config, self.python)
         except Exception:
             with self._available:
                 self._count[config.name] -= 1
                 self._available.notify()
             raise
+        with self._available:
+            if self._closed:
+                sandbox.stop()
+                raise RuntimeError("the local runtime is shutting down; no new invocation starts")
+            self._all.add(sandbox)
+        return sandbox
 
     def _release(self, name: str, sandbox: Sandbox, *, discard: bool) -> None:
-        if discard or not sandbox.alive:
+        if discard or not sandbox.alive or self._closed:
             sandbox.stop()
             with self._available:
+                self._all.discard(sandbox)
                 self._count[name] -= 1
                 self._available.notify()
             return

@@ -8,7 +8,11 @@ outputs (``binary_data_output`` or an output's ``binary_data``), as ``tritonclie
 Example:
     >>> from modelfn_runtime.http import HttpRequest
     >>> body = b'{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}'
-    >>> decode_infer(HttpRequest("POST", "/v2/models/m/infer", body=body)).inputs["x"].shape
+    >>> from modelfn_runtime.modelcard import TensorSpec
+    >>> card = ModelCard.from_dict({"name": "m", "version": "1", "created": "", "opset": 17, "producers": {},
+    ...     "artifact": {"file": "model.onnx", "sha256": "", "bytes": 0}, "parity": {}, "source": {},
+    ...     "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}], "outputs": []})
+    >>> decode_infer(HttpRequest("POST", "/v2/models/m/infer", body=body), card).inputs["x"].shape
     (1, 2)
 """
 
@@ -20,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, quote
 from ..http import HttpRequest, HttpResponse
-from ..modelcard import ModelCard
-from ..tensors import datatype_of, element_count, from_binary, to_binary
-from .common import check_content_type, json_object, json_value, tensor_from_json
+from ..limits import Limits
+from ..modelcard import ModelCard, TensorSpec
+from ..tensors import datatype_of, element_count, from_binary, numpy_dtype, to_binary
+from .common import check_content_type, check_shape, flag, json_object, json_value, parameters_of, tensor_from_json
 from .server import EXTENSIONS, server_metadata  # noqa: F401  (numpy-free, re-exported)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -47,34 +52,41 @@ class InferRequest:
         return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
-def decode_infer(request: HttpRequest) -> InferRequest:
+def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = None) -> InferRequest:
+    """The request's tensors, each checked against ``card`` (name, datatype, shape, batch size) before it is built."""
+    limits = limits or Limits()
     if isinstance(request.parsed, dict):  # a trigger that received JSON already (direct invoke, SQS)
         header, binary, payload = memoryview(b""), memoryview(b""), request.parsed
     else:
         check_content_type(request.content_type)
         header, binary = _split_body(request)
         payload = json_object(header, "inference request header" if binary else "request body")
+    parameters = parameters_of(payload, "the request")
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest('the request needs a non-empty "inputs" list of {"name", "shape", "datatype", "data"}')
     inputs: dict[str, np.ndarray] = {}
-    offset = 0
+    offset, elements = 0, 0
     for raw in raw_inputs:
-        name, array, used = _decode_input(raw, binary, offset)
+        name, shape, datatype, spec = _input_header(raw, card, limits)
         if name in inputs:
             raise BadRequest(f"input {name!r} appears twice; send each input once")
+        elements += element_count(shape)
+        if elements > limits.max_elements:
+            raise BadRequest(f"the inputs hold {elements} elements together, over the {limits.max_elements} a request may hold")
+        array, used = _input_data(raw, name, shape, datatype, spec, limits, binary, offset)
         inputs[name] = array
         offset += used
     if offset != len(binary):
         raise BadRequest(
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
         )
-    outputs, binary_outputs = _requested_outputs(payload)
-    binary_by_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    binary_by_default = flag(parameters, "binary_data_output", "the request")
+    outputs, binary_outputs = _requested_outputs(payload, binary_by_default)
     request_id = payload.get("id")
-    return InferRequest(
-        inputs, outputs, binary_outputs, binary_by_default, str(request_id) if request_id is not None else None
-    )
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f'"id" must be a string, got {type(request_id).__name__}')
+    return InferRequest(inputs, outputs, binary_outputs, binary_by_default, request_id)
 
 
 def encode_infer(card: ModelCard, infer: InferRequest, results: dict[str, np.ndarray]) -> HttpResponse:
@@ -91,7 +103,7 @@ def encode_infer(card: ModelCard, infer: InferRequest, results: dict[str, np.nda
     response: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
     if infer.id is not None:
         response["id"] = infer.id
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
     if not chunks:
         return HttpResponse(200, header, {"Content-Type": "application/json"})
     headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
@@ -122,44 +134,60 @@ def _split_body(request: HttpRequest) -> tuple[memoryview, memoryview]:
         length = -1
     if not 0 < length <= len(body):
         raise BadRequest(
-            f"{HEADER_LENGTH}: {raw_length!r} must be the JSON header's byte length, between 1 and the body size {len(body)}"
+            f"{HEADER_LENGTH}: {quote(raw_length)} must be the JSON header's byte length, between 1 and the body size {len(body)}"
         )
     return body[:length], body[length:]
 
 
-def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
+def _input_header(raw: Any, card: ModelCard, limits: Limits) -> tuple[str, list[int], str, TensorSpec]:
+    """Name, shape and datatype of one input, validated against the card before any data is touched."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise BadRequest('each input must be an object with "name", "shape", "datatype" and "data"')
     name = raw["name"]
+    spec = card.input(name)
+    if spec is None:
+        raise BadRequest(f"unknown input {quote(name)}; this model's inputs are {[s.name for s in card.inputs]}")
     shape, datatype = raw.get("shape"), raw.get("datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadRequest(f"input {name!r} needs a \"shape\" list of non-negative integers, got {shape!r}")
+        raise BadRequest(f'input {name!r} needs a "shape" list of non-negative integers, got {quote(shape)}')
     if not isinstance(datatype, str):
         raise BadRequest(f'input {name!r} needs a "datatype" such as "FP32" or "INT64"')
-    size = (raw.get("parameters") or {}).get("binary_data_size")
+    numpy_dtype(datatype)
+    if datatype != spec.datatype:
+        raise BadRequest(f"input {name!r} has datatype {datatype} but the model expects {spec.datatype}")
+    check_shape(name, shape, spec, limits)
+    return name, shape, datatype, spec
+
+
+def _input_data(
+    raw: dict[str, Any], name: str, shape: list[int], datatype: str, spec: TensorSpec, limits: Limits,
+    binary: memoryview, offset: int,
+) -> tuple[np.ndarray, int]:
+    size = parameters_of(raw, f"input {name!r}").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise BadRequest(
-                f"input {name!r} declares binary_data_size {size!r} but only {len(binary) - offset} binary bytes remain"
+                f"input {name!r} declares binary_data_size {quote(size)} but only {len(binary) - offset} binary bytes remain"
             )
-        return name, from_binary(binary[offset : offset + size], datatype, shape), size
+        if "data" in raw:
+            raise BadRequest(f'input {name!r} has both "data" and "parameters.binary_data_size"; send one of them')
+        return from_binary(binary[offset : offset + size], datatype, shape), size
     if "data" not in raw:
         raise BadRequest(f'input {name!r} has no "data" and no "parameters.binary_data_size"')
-    array = tensor_from_json(name, raw["data"], datatype)
-    if array.size != element_count(shape):
-        raise BadRequest(
-            f"input {name!r} has {array.size} elements but shape {shape} needs {element_count(shape)}"
-        )
-    return name, array.reshape(shape), 0
+    return tensor_from_json(name, raw["data"], spec, limits, declared=shape), 0
 
 
-def _requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, set[str]]:
-    binary_default = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+def _requested_outputs(payload: dict[str, Any], binary_default: bool) -> tuple[list[str] | None, set[str]]:
     raw_outputs = payload.get("outputs")
     if raw_outputs is None:
         return None, set()
     if not isinstance(raw_outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw_outputs):
         raise BadRequest('"outputs" must be a list of {"name": ..., "parameters": {...}} objects')
     names = [o["name"] for o in raw_outputs]
-    binary = {o["name"] for o in raw_outputs if (o.get("parameters") or {}).get("binary_data", binary_default)}
+    if len(set(names)) != len(names):
+        raise BadRequest(f'"outputs" names an output twice ({quote(names)}); name each output once')
+    binary = {
+        o["name"] for o in raw_outputs
+        if flag(parameters_of(o, f"output {quote(o['name'])}"), "binary_data", f"output {quote(o['name'])}", binary_default)
+    }
     return names, binary

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, quote
 from ..http import HttpRequest
+from ..limits import Limits
 from ..modelcard import ModelCard, TensorSpec
 from .common import check_content_type, json_object, json_value, tensor_from_json
 
@@ -42,17 +43,19 @@ class PredictRequest:
         return int(first.shape[0]) if first.ndim else 1
 
 
-def decode_predict(request: HttpRequest, specs: list[TensorSpec]) -> PredictRequest:
+def decode_predict(request: HttpRequest, specs: list[TensorSpec], limits: Limits | None = None) -> PredictRequest:
+    """The request's tensors; their nesting is their shape, checked against ``specs`` before they are built."""
+    limits = limits or Limits()
     check_content_type(request.content_type)
     payload = json_object(request.body)
     signature = payload.get("signature_name", SIGNATURE)
     if signature != SIGNATURE:
-        raise BadRequest(f"signature {signature!r} is not served; this model has only {SIGNATURE!r}")
+        raise BadRequest(f"signature {quote(signature)} is not served; this model has only {SIGNATURE!r}")
     if ("instances" in payload) == ("inputs" in payload):
         raise BadRequest('send exactly one of "instances" (row format) or "inputs" (columnar format)')
     if "instances" in payload:
-        return PredictRequest(_from_rows(payload["instances"], specs), row_format=True)
-    return PredictRequest(_from_columns(payload["inputs"], specs), row_format=False)
+        return PredictRequest(_from_rows(payload["instances"], specs, limits), row_format=True)
+    return PredictRequest(_from_columns(payload["inputs"], specs, limits), row_format=False)
 
 
 def encode_predict(request: PredictRequest, results: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -92,11 +95,16 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
     }
 
 
-def _from_rows(instances: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+def _from_rows(instances: Any, specs: list[TensorSpec], limits: Limits) -> dict[str, np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list with one entry per example')
-    if len(specs) == 1 and not all(isinstance(row, dict) for row in instances):
-        return {specs[0].name: tensor_from_json(specs[0].name, instances, specs[0].datatype)}
+    if len(instances) > limits.max_batch_size:
+        raise BadRequest(
+            f'"instances" holds {len(instances)} examples but this model accepts at most {limits.max_batch_size} '
+            "per request; split the batch into several requests"
+        )
+    if len(specs) == 1 and not any(isinstance(row, dict) for row in instances):
+        return {specs[0].name: tensor_from_json(specs[0].name, instances, specs[0], limits)}
     if not all(isinstance(row, dict) for row in instances):
         raise BadRequest(
             f"this model has several inputs {[s.name for s in specs]}; each instance must be an object keyed by input name"
@@ -104,23 +112,29 @@ def _from_rows(instances: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]
     columns: dict[str, list[Any]] = {}
     for index, row in enumerate(instances):
         if set(row) != set(columns or row):
-            raise BadRequest(f"instance {index} names inputs {sorted(row)}; every instance must name the same inputs")
+            raise BadRequest(f"instance {index} names inputs {quote(sorted(row))}; every instance must name the same inputs")
         for name, value in row.items():
             columns.setdefault(name, []).append(value)
-    return _typed(columns, specs)
+    return _typed(columns, specs, limits)
 
 
-def _from_columns(inputs: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+def _from_columns(inputs: Any, specs: list[TensorSpec], limits: Limits) -> dict[str, np.ndarray]:
     if isinstance(inputs, dict):
-        return _typed(inputs, specs)
+        return _typed(inputs, specs, limits)
     if len(specs) != 1:
         raise BadRequest(f'"inputs" must be an object keyed by input name: this model has inputs {[s.name for s in specs]}')
-    return {specs[0].name: tensor_from_json(specs[0].name, inputs, specs[0].datatype)}
+    return {specs[0].name: tensor_from_json(specs[0].name, inputs, specs[0], limits)}
 
 
-def _typed(values: dict[str, Any], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+def _typed(values: dict[str, Any], specs: list[TensorSpec], limits: Limits) -> dict[str, np.ndarray]:
     by_name = {spec.name: spec for spec in specs}
     for name in values:
         if name not in by_name:
-            raise BadRequest(f"unknown input {name!r}; this model's inputs are {list(by_name)}")
-    return {name: tensor_from_json(name, value, by_name[name].datatype) for name, value in values.items()}
+            raise BadRequest(f"unknown input {quote(name)}; this model's inputs are {list(by_name)}")
+    tensors, elements = {}, 0
+    for name, value in values.items():
+        tensors[name] = tensor_from_json(name, value, by_name[name], limits)
+        elements += tensors[name].size
+        if elements > limits.max_elements:
+            raise BadRequest(f"the inputs hold {elements} elements together, over the {limits.max_elements} a request may hold")
+    return tensors

@@ -1,0 +1,231 @@
+"""Bounded load and fault runs against the local API on 127.0.0.1: the figures in RELIABILITY.md.
+
+``python -m modelfn_infra.load`` (``make load``) exports the digits model, serves the repository's template
+with ``LocalApp`` and runs:
+
+* **load**: a fixed number of client threads send a fixed number of requests (and stop at a deadline, whatever
+  happens): throughput, p50/p99 latency, errors, and the resident memory of the function processes after a
+  warm-up and at the end (growth over the run: a leak shows here);
+* **fault**: the same load while the function's runtime process is killed (SIGKILL) part-way: how many
+  requests failed (one in-flight request per kill may), and that none failed after the recovery.
+
+Every server binds 127.0.0.1; every run is bounded in requests and seconds and stops by itself.
+
+Example:
+    >>> figures = load(url, requests=2000, clients=4, deadline_s=120)     # doctest: +SKIP
+    >>> figures["errors"], figures["p99_ms"]                              # doctest: +SKIP
+    (0, 9.8)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .local.sandbox import _children
+
+PATH = "/v2/models/digits/infer"
+RECOVERY_S = 3.0
+
+
+@dataclass
+class Tally:
+    """What the clients saw, in order of completion."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, latency_ms: float, status: int) -> None:
+        with self.lock:
+            self.latencies_ms.append(latency_ms)
+            self.statuses.append(status)
+            self.finished_at.append(time.monotonic())
+
+
+def infer_body(rows: int = 1) -> bytes:
+    pixels = np.linspace(0, 16, 64 * rows, dtype=np.float32).reshape(rows, 64)
+    return json.dumps({"inputs": [{"name": "pixels", "shape": [rows, 64], "datatype": "FP32", "data": pixels.ravel().tolist()}]}).encode()
+
+
+def drive(url: str, body: bytes, *, requests: int, clients: int, deadline_s: float, tally: Tally, sent: list[int] | None = None) -> None:
+    """``clients`` threads with one keep-alive connection each send ``requests`` POSTs in all, or stop at the deadline."""
+    target = urlparse(url)
+    counter = sent if sent is not None else [0]
+    counter_lock = threading.Lock()
+    stop_at = time.monotonic() + deadline_s
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        while time.monotonic() < stop_at:
+            with counter_lock:
+                if counter[0] >= requests:
+                    break
+                counter[0] += 1
+            started = time.perf_counter()
+            try:
+                connection.request("POST", PATH, body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                status = 599  # no answer at all
+            tally.add((time.perf_counter() - started) * 1000, status)
+        connection.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=deadline_s + 60)
+
+
+def function_rss_mb() -> float:
+    """Resident memory of every process under this one (the RIE and the function runtimes), in MB."""
+    total_kb = 0
+    for pid in _children(os.getpid()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+def summary(tally: Tally, seconds: float) -> dict[str, Any]:
+    latencies = np.array(tally.latencies_ms) if tally.latencies_ms else np.zeros(1)
+    errors = sum(1 for status in tally.statuses if status != 200)
+    return {
+        "requests": len(tally.statuses),
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        "throughput_rps": round(len(tally.statuses) / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "max_ms": round(float(latencies.max()), 2),
+    }
+
+
+def load(url: str, *, requests: int = 10_000, clients: int = 4, warmup: int = 500, deadline_s: float = 600) -> dict[str, Any]:
+    """The load run: warm-up, then ``requests`` requests from ``clients`` clients; figures as a dict."""
+    body = infer_body()
+    drive(url, body, requests=warmup, clients=clients, deadline_s=deadline_s, tally=Tally())
+    rss_before = function_rss_mb()
+    tally = Tally()
+    started = time.monotonic()
+    drive(url, body, requests=requests, clients=clients, deadline_s=deadline_s, tally=tally)
+    figures = summary(tally, time.monotonic() - started)
+    rss_after = function_rss_mb()
+    figures.update(clients=clients, rss_before_mb=round(rss_before, 1), rss_after_mb=round(rss_after, 1),
+                   rss_growth_mb=round(rss_after - rss_before, 1))
+    return figures
+
+
+def fault(url: str, app: Any, *, requests: int = 2_000, clients: int = 4, kill_after: int = 500, deadline_s: float = 300) -> dict[str, Any]:
+    """Load while the runtime process of one warm sandbox is SIGKILLed after ``kill_after`` requests."""
+    body = infer_body()
+    tally, sent = Tally(), [0]
+    worker = threading.Thread(target=drive, args=(url, body), kwargs=dict(
+        requests=requests, clients=clients, deadline_s=deadline_s, tally=tally, sent=sent), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    while len(tally.statuses) < kill_after and worker.is_alive():
+        time.sleep(0.01)
+    killed = []
+    for pid in app.runtime.sandbox_pids[:1]:
+        for child in _children(pid):  # the runtime process under the RIE, mid-request
+            os.kill(child, signal.SIGKILL)
+            killed.append(child)
+    killed_at = time.monotonic()
+    worker.join(timeout=deadline_s + 60)
+    figures = summary(tally, time.monotonic() - started)
+    failed_at = [at for at, status in zip(tally.finished_at, tally.statuses) if status != 200]
+    # recovered: finished more than RECOVERY_S after the kill (a fresh sandbox starts in about a second)
+    recovered = [status for at, status in zip(tally.finished_at, tally.statuses) if at > killed_at + RECOVERY_S]
+    figures.update(
+        killed_processes=len(killed),
+        failed_after_recovery=sum(1 for status in recovered if status != 200),
+        requests_after_recovery=len(recovered),
+        failures_seconds_after_kill=[round(at - killed_at, 2) for at in failed_at],
+    )
+    return figures
+
+
+@dataclass
+class Report:
+    load: dict[str, Any]
+    fault: dict[str, Any]
+
+
+def export_digits(store: Path) -> Path:
+    from modelfn_export import export_model
+
+    export_model("modelfn_infra.digits:build_model", "digits", version="1", out=str(store))
+    return store / "digits" / "1"
+
+
+def run(*, requests: int, clients: int, fault_requests: int, model_dir: Path | None = None,
+        template: str | Path = "template.yaml", deadline_s: float = 600) -> Report:
+    """Export (unless ``model_dir``), serve the template locally, and run the load and the fault runs."""
+    import logging
+
+    from .local.commands import LocalApp
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access line per request on the console
+    with tempfile.TemporaryDirectory(prefix="modelfn-load-") as scratch:
+        model_dir = model_dir or export_digits(Path(scratch) / "store")
+        log = open(os.devnull, "w")
+        env = {"DigitsFunction": {"MODEL_URI": str(model_dir)}}
+        with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"}, log_stream=log,
+                      max_sandboxes=clients) as app:
+            server = app.serve_api(port=0)
+            try:
+                load_figures = load(server.url, requests=requests, clients=clients, deadline_s=deadline_s)
+                fault_figures = fault(server.url, app, requests=fault_requests, clients=clients,
+                                      kill_after=fault_requests // 4, deadline_s=deadline_s)
+            finally:
+                server.stop()
+        log.close()
+    return Report(load_figures, fault_figures)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bounded load and fault runs against the local API on 127.0.0.1.")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests in the load run (after a 500-request warm-up)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (and warm sandboxes at most)")
+    parser.add_argument("--fault-requests", type=int, default=2_000, help="requests in the fault run")
+    parser.add_argument("--deadline", type=float, default=600, help="seconds each run may take at most")
+    parser.add_argument("--model-dir", type=Path, help="an exported digits/1 directory (default: export one now)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    report = run(requests=args.requests, clients=args.clients, fault_requests=args.fault_requests,
+                 model_dir=args.model_dir, deadline_s=args.deadline)
+    text = json.dumps(asdict(report), indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    ok = (report.load["errors"] == 0 and report.fault["failed_after_recovery"] == 0
+          and report.fault["errors"] <= report.fault["killed_processes"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
