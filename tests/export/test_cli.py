@@ -36,7 +36,8 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_help_is_instant_and_import_is_cheap(tmp_path: Path) -> None:
     started = time.perf_counter()
     result = run_cli("export", "--help", cwd=tmp_path)
-    assert result.returncode == 0 and "--quantize {none,dynamic}" in result.stdout
+    assert result.returncode == 0 and "--quantize {none,int8,int8-static,dynamic,static}" in result.stdout
+    assert "--allow-uninformative-parity" in result.stdout
     assert time.perf_counter() - started < 5
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, modelfn_export, modelfn_export.cli; "
@@ -101,10 +102,10 @@ def test_export_success(digits: dict[str, Any], tmp_path: Path) -> None:
     assert table["opset"] == "17"
     assert table["input"] == "pixels  FP32  [-1, 64]" and table["output"] == "probs  FP32  [-1, 10]"
     assert table["parity"].startswith("max abs diff ")
-    assert table["quantization"].startswith("dynamic QInt8: agreement ")
+    assert table["quantization"].startswith("int8 QInt8: agreement ")
     assert "top-1 agreement" in result.stdout
     card = check_version_dir(tmp_path / "store" / "digits" / "1")
-    assert json.loads((tmp_path / "store" / "digits" / "1" / "modelcard.json").read_text())["quantization"]["mode"] == "dynamic"
+    assert json.loads((tmp_path / "store" / "digits" / "1" / "modelcard.json").read_text())["quantization"]["mode"] == "int8"  # dynamic is the alias
     assert card.parity["samples"] == "x_test.npy"
 
 
