@@ -23,11 +23,15 @@ import numpy as np
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
 from .http import HttpRequest, HttpResponse
 from .metering import Meter, MetricsMeter, UsageRecord
+from .modelcard import ModelCard
 from .observability import logger, tracer
 from .protocols import oip, tfserving
 from .session import ModelSession
+from .triggers.base import Envelope
 
 SERVER_VERSION = "0.1.0"
+SYNCHRONOUS_TRIGGERS = ("rest", "http", "direct", "test")
+"""Requests that travel inside a Lambda payload (6 MB); S3/SQS chunks are bounded by the event machinery."""
 _MODEL = r"/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 
 
@@ -77,19 +81,31 @@ class InferenceService:
             "predict": self._predict,
         }
 
-    def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one request; protocol errors become ``{"error": ...}`` with their status, never a traceback."""
+    @property
+    def card(self) -> ModelCard | None:
+        """The served model's card; None for the catch-all function."""
+        return self.model.card if self.model else None
+
+    def handle(self, request: HttpRequest | Envelope) -> HttpResponse:
+        """Answer one request and meter it exactly once; errors become ``{"error": ...}`` with their status,
+        never a traceback. An envelope the trigger could not decode is answered with its refusal."""
         started = time.perf_counter()
+        refusal = None
+        if isinstance(request, Envelope):
+            request, refusal = request.request, request.refusal
         operation, outcome = "unrouted", Outcome(HttpResponse(500))
         try:
+            if refusal is not None:
+                raise refusal
             route, params = self._route(request)
             operation = route.operation
-            if len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the request body", len(request.body))
+            synchronous = request.trigger in SYNCHRONOUS_TRIGGERS
+            if synchronous and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the request body", len(request.body), self._model_name(params))
             outcome = self._operations[operation](request, params)
             encoded = _encoded_size(outcome.response)
-            if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the response", encoded)
+            if synchronous and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the response", encoded, self._model_name(params))
         except ModelfnError as error:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
             logger.info("request refused", status=error.status, error=error.message, path=request.path)
@@ -98,6 +114,9 @@ class InferenceService:
             outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
         self._meter(request, operation, outcome, started)
         return outcome.response
+
+    def _model_name(self, params: dict[str, str]) -> str | None:
+        return self.model.card.name if self.model else params.get("name")
 
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
         path = request.path.rstrip("/") or "/"
@@ -160,6 +179,7 @@ class InferenceService:
                 response_bytes=len(outcome.response.body),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 api_key_id=request.api_key_id,
+                tenant=request.tenant,
             )
         )
 
