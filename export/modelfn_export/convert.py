@@ -76,7 +76,8 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
     if logger.level == logging.NOTSET or logger.level > logging.ERROR:
         logger.setLevel(logging.ERROR)
     try:
-        model = _from_function(loaded.function, loaded.input_signature, opset)
+        trackable = loaded.keep_alive[0] if loaded.keep_alive else None
+        model = _from_function(loaded.function, loaded.input_signature, opset, trackable)
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -121,19 +122,48 @@ CUSTOM_OP_HANDLERS: dict[str, Any] = {"Erfc": (_erfc_handler, [])}
 """TensorFlow op -> ``(handler, args)`` for ops tf2onnx 1.17 cannot convert on its own."""
 
 
-def _from_function(function: Any, input_signature: list[Any], opset: int) -> Any:
-    """``tf2onnx.convert.from_function`` without captured tensors as graph inputs, plus our handlers."""
+def _from_function(function: Any, input_signature: list[Any], opset: int, trackable: Any = None) -> Any:
+    """``tf2onnx.convert.from_function`` without captured tensors as graph inputs, plus our handlers.
+
+    With ``trackable`` (the Keras model or loaded SavedModel behind ``function``) freezing goes
+    through ``tf_loader.from_trackable``, which also exports lookup tables (``StringLookup``,
+    ``IntegerLookup``, ``StaticHashTable``) so ``LookupTableFindV2`` converts to ONNX-ML
+    ``CategoryMapper``/``LabelEncoder``.
+    """
     import tensorflow as tf
     from tf2onnx import tf_loader
     from tf2onnx.convert import _convert_common, tensor_names_from_structed
 
-    concrete = function.get_concrete_function(*input_signature)
+    # a fresh trace: freezing with tables edits the concrete function's captures in place (and TF >= 2.13
+    # does not get them back), and the parity gate still has to run the original
+    fresh = tf.function(function.python_function, input_signature=input_signature, autograph=False)
+    concrete = fresh.get_concrete_function(*input_signature)
     own = len(tf.nest.flatten(input_signature))  # captured tensors follow the signature's placeholders
     input_names = [t.name for t in concrete.inputs[:own] if t.dtype != tf.dtypes.resource]
     output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
     renames = tensor_names_from_structed(concrete, input_names, output_names)
+    tf_logger = tf.get_logger()
+    tf_level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # "Issue encountered when serializing table_initializer" is noise
+    try:
+        return _freeze_and_convert(concrete, input_names, output_names, renames, opset, trackable)
+    finally:
+        tf_logger.setLevel(tf_level)
+
+
+def _freeze_and_convert(
+    concrete: Any, input_names: list[str], output_names: list[str], renames: dict[str, str], opset: int, trackable: Any
+) -> Any:
+    import tensorflow as tf
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common
+
     with tf.device("/cpu:0"):
-        frozen = tf_loader.from_function(concrete, input_names, output_names)
+        tables = None
+        if trackable is not None:
+            frozen, tables = tf_loader.from_trackable(trackable, concrete, input_names, output_names, False)
+        else:
+            frozen = tf_loader.from_function(concrete, input_names, output_names)
         model, _ = _convert_common(
             frozen,
             name=concrete.name,
@@ -143,6 +173,7 @@ def _from_function(function: Any, input_signature: list[Any], opset: int) -> Any
             input_names=input_names,
             output_names=output_names,
             tensors_to_rename=renames,
+            initialized_tables=tables or None,
         )
     return model
 

@@ -1,6 +1,9 @@
 """TensorFlow Serving REST codec: ``:predict`` in row (``instances``) and columnar (``inputs``) form.
 
 TF Serving's JSON carries no datatypes, so values take the datatype the model card records.
+String (BYTES) values are JSON strings, or ``{"b64": "<base64>"}`` for binary data, as in TF Serving;
+outputs whose name ends in ``_bytes`` are returned as ``{"b64": ...}``, and so is any string output
+element that is not valid UTF-8.
 
 Example:
     >>> from modelfn_runtime.modelcard import TensorSpec
@@ -13,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +63,71 @@ def decode_predict(request: HttpRequest, specs: list[TensorSpec]) -> PredictRequ
 def encode_predict(request: PredictRequest, results: dict[str, np.ndarray]) -> dict[str, Any]:
     if not request.row_format:
         if len(results) == 1:
-            return {"outputs": json_value(next(iter(results.values())))}
-        return {"outputs": {name: json_value(value) for name, value in results.items()}}
+            return {"outputs": _json(*next(iter(results.items())))}
+        return {"outputs": {name: _json(name, value) for name, value in results.items()}}
     if len(results) == 1:
-        return {"predictions": json_value(next(iter(results.values())))}
-    rows = [json_value(value) for value in results.values()]
+        return {"predictions": _json(*next(iter(results.items())))}
+    rows = [_json(name, value) for name, value in results.items()]
     return {"predictions": [dict(zip(results, row)) for row in zip(*rows)]}
+
+
+def _json(name: str, array: np.ndarray) -> Any:
+    """``json_value``, except that BYTES go out as ``{"b64": ...}`` for ``*_bytes`` outputs or non-UTF-8 data."""
+    if array.dtype.kind not in "OS":
+        return json_value(array)
+    binary = name.endswith("_bytes")
+
+    def element(item: Any) -> Any:
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        if not binary:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        return {"b64": base64.b64encode(raw).decode("ascii")}
+
+    return np.vectorize(element, otypes=[object])(array).tolist()
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _tensor(name: str, data: Any, datatype: str) -> np.ndarray:
+    """``tensor_from_json``, plus TF Serving's ``{"b64": ...}`` elements for BYTES inputs."""
+    if datatype != "BYTES":
+        return tensor_from_json(name, data, datatype)
+
+    def element(item: Any) -> Any:
+        if isinstance(item, list):
+            return [element(v) for v in item]
+        if _is_b64(item):
+            try:
+                return base64.b64decode(item["b64"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise BadRequest(f'input {name!r} has a "b64" value that is not valid base64') from None
+        if isinstance(item, str):
+            return item.encode("utf-8")
+        raise BadRequest(f'input {name!r} is a string tensor; send strings or {{"b64": "<base64>"}} objects')
+
+    decoded = element(data)
+    flat: list[Any] = []
+
+    def index(value: Any) -> Any:
+        if isinstance(value, list):
+            return [index(v) for v in value]
+        flat.append(value)
+        return len(flat) - 1
+
+    try:
+        layout = np.asarray(index(decoded))
+    except ValueError:
+        layout = np.asarray([None], dtype=object)
+    if layout.dtype.kind not in "iu" and layout.size:
+        raise BadRequest(f"input {name!r} is ragged: every row must have the same length")
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array[layout.astype(np.int64)]
 
 
 def model_status(card: ModelCard) -> dict[str, Any]:
@@ -95,9 +159,9 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
 def _from_rows(instances: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list with one entry per example')
-    if len(specs) == 1 and not all(isinstance(row, dict) for row in instances):
-        return {specs[0].name: tensor_from_json(specs[0].name, instances, specs[0].datatype)}
-    if not all(isinstance(row, dict) for row in instances):
+    if len(specs) == 1 and not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
+        return {specs[0].name: _tensor(specs[0].name, instances, specs[0].datatype)}
+    if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
         raise BadRequest(
             f"this model has several inputs {[s.name for s in specs]}; each instance must be an object keyed by input name"
         )
@@ -115,7 +179,7 @@ def _from_columns(inputs: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]
         return _typed(inputs, specs)
     if len(specs) != 1:
         raise BadRequest(f'"inputs" must be an object keyed by input name: this model has inputs {[s.name for s in specs]}')
-    return {specs[0].name: tensor_from_json(specs[0].name, inputs, specs[0].datatype)}
+    return {specs[0].name: _tensor(specs[0].name, inputs, specs[0].datatype)}
 
 
 def _typed(values: dict[str, Any], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
@@ -123,4 +187,4 @@ def _typed(values: dict[str, Any], specs: list[TensorSpec]) -> dict[str, np.ndar
     for name in values:
         if name not in by_name:
             raise BadRequest(f"unknown input {name!r}; this model's inputs are {list(by_name)}")
-    return {name: tensor_from_json(name, value, by_name[name].datatype) for name, value in values.items()}
+    return {name: _tensor(name, value, by_name[name].datatype) for name, value in values.items()}

@@ -1,0 +1,118 @@
+"""The model zoo matrix: every kind of model in :mod:`tests.export.zoo` exports, passes an
+*informative* parity gate, and is served through ``InferenceService.handle`` with outputs that match
+TensorFlow.
+
+Set ``MODELFN_ZOO_REPORT=zoo.json`` to collect per-model figures (export time, artifact size, parity)
+and render the table in docs/export.md with ``python -m tests.export.zoo_table zoo.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelfn_runtime.http import Headers, HttpRequest
+from modelfn_runtime.service import InferenceService
+from modelfn_runtime.session import ModelSession
+
+from .export_checks import check_version_dir
+from .zoo import SLOW, ZOO
+
+DEFAULT_MAX_ABS_DIFF = 1e-4
+TOLERANCES = {"resnet50": 1e-3}
+"""Per-model parity tolerance (rtol and atol) where float32 noise exceeds the default; see docs/export.md."""
+
+
+class Meter:
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def record(self, usage: Any) -> None:
+        self.records.append(usage)
+
+
+def _post(path: str, payload: dict[str, Any]) -> HttpRequest:
+    return HttpRequest("POST", path, Headers({"Content-Type": "application/json"}), body=json.dumps(payload).encode())
+
+
+def _oip_input(name: str, array: np.ndarray) -> dict[str, Any]:
+    from modelfn_runtime.tensors import datatype_of
+
+    data = [str(v) for v in array.reshape(-1)] if array.dtype.kind in "OU" else array.reshape(-1).tolist()
+    return {"name": name, "shape": list(array.shape), "datatype": datatype_of(array), "data": data}
+
+
+def _record(name: str, figures: dict[str, Any]) -> None:
+    report = os.environ.get("MODELFN_ZOO_REPORT")
+    if report:
+        with open(report, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"model": name, **figures}) + "\n")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in ZOO]
+)
+def test_zoo_model_exports_and_serves(name: str, tmp_path: Path) -> None:
+    from modelfn_export import export_model
+    from modelfn_export.parity import generate_samples, load_samples
+    from modelfn_export.sources import load_source
+
+    entry = ZOO[name](tmp_path)
+    options = dict(entry.options)
+    tolerance = TOLERANCES.get(name, options.get("atol", DEFAULT_MAX_ABS_DIFF))
+    if name in TOLERANCES:
+        options.update(atol=tolerance, rtol=tolerance)
+    store = tmp_path / "store"
+
+    started = time.perf_counter()
+    card = export_model(entry.source, name, out=store, **options)
+    export_seconds = time.perf_counter() - started
+
+    directory = store / name / "1"
+    assert check_version_dir(directory) == card
+    parity = card.parity
+    assert parity["passed"] is True and parity["informative"] is True and parity["uninformative_allowed"] is False
+    assert parity["max_abs_diff"] <= tolerance
+    for output in parity["per_output"].values():
+        assert output["informative"] is True and output["spread"] > 0
+    assert not any(s.name.startswith(("args_", "output_0")) or ":" in s.name for s in card.inputs + card.outputs)
+
+    # served through the runtime's service: OIP JSON in, outputs equal to TensorFlow's
+    loaded = load_source(entry.source)
+    if "samples" in options:
+        batch = load_samples(options["samples"], loaded.inputs)[0]
+    else:
+        batch = generate_samples(loaded.inputs, batch_sizes=(4,), seed=7)[0]
+    reference = loaded.run(batch)
+    service = InferenceService(ModelSession.load(directory, preference="cpu"), served_models=[name], meter=Meter())
+    payload = {"inputs": [_oip_input(key, value) for key, value in batch.items()]}
+    response = service.handle(_post(f"/v2/models/{name}/infer", payload))
+    assert response.status == 200, response.body
+    served = {o["name"]: o for o in json.loads(response.body)["outputs"]}
+    assert set(served) == set(reference)
+    for key, expected in reference.items():
+        got = np.asarray(served[key]["data"], dtype=np.float64).reshape(served[key]["shape"])
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected.astype(np.float64), rtol=tolerance * 10, atol=tolerance)
+
+    _record(
+        name,
+        {
+            "kind": entry.kind,
+            "export_s": round(export_seconds, 1),
+            "bytes": card.artifact.bytes,
+            "inputs": [f"{s.name} {s.datatype} {s.shape}" for s in card.inputs],
+            "outputs": [f"{s.name} {s.datatype} {s.shape}" for s in card.outputs],
+            "max_abs_diff": parity["max_abs_diff"],
+            "top1_agreement": parity["top1_agreement"],
+            "spread": min(o["spread"] for o in parity["per_output"].values()),
+            "tolerance": tolerance,
+            "samples": parity["samples"],
+        },
+    )
