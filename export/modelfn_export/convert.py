@@ -131,8 +131,7 @@ def _from_function(function: Any, input_signature: list[Any], opset: int, tracka
     ``CategoryMapper``/``LabelEncoder``.
     """
     import tensorflow as tf
-    from tf2onnx import tf_loader
-    from tf2onnx.convert import _convert_common, tensor_names_from_structed
+    from tf2onnx.convert import tensor_names_from_structed
 
     # a fresh trace: freezing with tables edits the concrete function's captures in place (and TF >= 2.13
     # does not get them back), and the parity gate still has to run the original
