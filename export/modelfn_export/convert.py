@@ -37,6 +37,13 @@ from .defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .errors import FAILED, ExportError, one_line
 
 _STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
+_TEXT_OPS = ("StringSplitV2", "StringSplit", "StaticRegexReplace", "RegexReplace", "StringLower", "StringUpper",
+             "StringNGrams", "UnicodeDecode", "UnicodeDecodeWithOffsets", "StringStrip")
+_OP_FIXES = {
+    **{op: "run the text preprocessing (e.g. TextVectorization's standardize/split) before the model and export "
+           "the model from token ids; StringLookup on whole strings does convert" for op in _TEXT_OPS},
+}
+"""Op-specific fixes for ops tf2onnx cannot convert (the generic fix is used otherwise)."""
 _UNSUPPORTED_RE = re.compile(r"Tensorflow op \[(?P<node>.*): (?P<op>[^\]]+)\] is not supported")
 
 
@@ -221,11 +228,15 @@ def _raise_unsupported(records: list[logging.LogRecord], model: Any) -> None:
         names = ", ".join(f"'{op}'" for op in ops)
         nodes = ", ".join(ops.values())
         plural = "s" if len(ops) > 1 else ""
+        fix = next(
+            (_OP_FIXES[op] for op in ops if op in _OP_FIXES),
+            "replace the layer that uses it (e.g. a tf.py_function/tf.numpy_function or custom op) "
+            "or implement it with supported TensorFlow ops",
+        )
         raise ExportError(
             f"TensorFlow op{plural} {names} (node{plural} {nodes}) ha{'ve' if plural else 's'} no ONNX "
             f"conversion in tf2onnx {version}",
-            "replace the layer that uses it (e.g. a tf.py_function/tf.numpy_function or custom op) "
-            "or implement it with supported TensorFlow ops",
+            fix,
             exit_code=FAILED,
         )
     if failed:
