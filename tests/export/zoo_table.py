@@ -34,9 +34,30 @@ def _size(size: int) -> str:
     return f"{size / 1024:.1f} KiB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MiB"
 
 
+QUANT_HEADER = (
+    "| model | quantization | agreement with fp32 | top-1 agreement | size vs fp32 | fp32 ms (1 row / batch) | int8 ms (1 row / batch) | forced |\n"
+    "|---|---|---:|---:|---:|---:|---:|---|"
+)
+
+
+def render_quantized(rows: list[dict[str, Any]]) -> str:
+    """The quantization table (records written by ``test_zoo_model_quantizes``)."""
+    latest = {row["model"]: row for row in rows if "quantization" in row}
+    lines = [QUANT_HEADER]
+    for name, row in latest.items():
+        top1 = row.get("top1_agreement")
+        fp32, int8 = (" / ".join(f"{v:.2f}" for v in row["latency_ms"][key].values()) for key in ("fp32", "int8"))
+        lines.append(
+            f"| {name.split(' (')[0]} | {row['quantization']} | {row['agreement']:.3f} | "
+            f"{'n/a' if top1 is None else f'{top1:.3f}'} | {row['size_ratio']:.2f} | {fp32} | {int8} | "
+            f"{'yes' if row['forced'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """The Markdown table, one row per model in zoo order (the last record of a model wins)."""
-    latest = {row["model"]: row for row in rows}
+    latest = {row["model"]: row for row in rows if "quantization" not in row}
     order = [name for name in ZOO if name in latest] + sorted(set(latest) - set(ZOO))
     lines = [HEADER]
     for name in order:
@@ -56,6 +77,9 @@ def main(argv: list[str]) -> int:
         return 2
     rows = [json.loads(line) for line in Path(argv[0]).read_text().splitlines() if line.strip()]
     print(render(rows))
+    if any("quantization" in row for row in rows):
+        print()
+        print(render_quantized(rows))
     return 0
 
 
