@@ -11,6 +11,12 @@ gate both use that one function, so ONNX and TensorFlow are compared on exactly 
 * ``package.module:function``: imported with the current directory on ``sys.path``; the function is
   called without arguments and must return a ``keras.Model``.
 
+Functional and Sequential models are named after their ``keras.Input``s and output layers;
+subclassed models (no ``model.inputs``) get Keras's own export signature (the shapes of their first
+call, as ``model.export()`` uses) named after ``call()``'s parameters or dict keys. Float inputs that
+go straight into ``Rescaling``/``Normalization`` record the value range those layers expect, so
+generated samples exercise the model.
+
 :func:`classify_source` checks the source without importing TensorFlow, so bad input fails fast.
 
 Example:

@@ -129,3 +129,33 @@ def test_func_returns_exit_code_without_raising(capsys: pytest.CaptureFixture[st
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: model name 'Bad_Name' is invalid — ") and err.count("\n") == 1
+
+
+def test_uninformative_parity_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A model whose output ignores its input is refused (exit 1); the flag writes it and says so."""
+    import keras
+    import numpy as np
+
+    from modelfn_export.cli import build_parser
+
+    inputs = keras.Input((3,), name="x")
+    layer = keras.layers.Dense(2, name="y")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.zeros((3, 2), np.float32), np.array([1.0, -1.0], np.float32)])  # constant output
+    model.save(tmp_path / "constant.keras")
+    argv = ["export", str(tmp_path / "constant.keras"), "--name", "constant", "--out", str(tmp_path / "store")]
+
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: parity evidence is uninformative (generated samples): output 'y': it varies by at most 0")
+    assert err.endswith("or accept it with --allow-uninformative-parity")
+    assert not (tmp_path / "store").exists()
+
+    args = build_parser().parse_args([*argv, "--allow-uninformative-parity"])
+    assert args.func(args) == 0 and args.allow_uninformative_parity
+    captured = capsys.readouterr()
+    assert "evidence         UNINFORMATIVE: outputs barely depend on the samples" in captured.out
+    assert "WARNING: parity evidence is uninformative" in captured.err
+    card = check_version_dir(tmp_path / "store" / "constant" / "1")
+    assert card.parity["informative"] is False and card.parity["uninformative_allowed"] is True

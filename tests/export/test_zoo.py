@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ def test_zoo_model_exports_and_serves(name: str, tmp_path: Path) -> None:
         (output, expected), = reference.items()
         np.testing.assert_allclose(np.asarray(json.loads(response.body)["predictions"]), expected, rtol=tolerance * 10, atol=tolerance)
 
+    shutil.rmtree(store)  # up to 90 MB per model: do not keep it in pytest's retained temp dirs
     _record(
         name,
         {
