@@ -206,3 +206,34 @@ def test_subclassed_dict_input_named_from_call(tmp_path: Path) -> None:
 
     with pytest.raises(ExportError, match=r"subclassed Keras model .* has no input signature yet .* — call the model once"):
         export_model(NeverCalled(), "never", out=tmp_path)
+
+
+@pytest.mark.parametrize("form", ["keras-file", "saved-model"])
+def test_normalization_model_from_file_and_saved_model(form: str, tmp_path: Path) -> None:
+    """The captured-constant fix holds for every source kind, not just in-memory models."""
+    from modelfn_export import ExportError, export_model
+
+    from .zoo import preprocessing
+
+    model = preprocessing(tmp_path).source
+    options: dict[str, Any] = {}
+    if form == "keras-file":
+        source = tmp_path / "pre.keras"
+        model.save(source)
+    else:
+        source = tmp_path / "pre_saved"
+        model.export(str(source), verbose=False)
+        # a SavedModel does not say what its inputs expect: generated [0, 1) features sit ~25 std
+        # below Normalization's mean and every row gets the same class, which the gate refuses
+        with pytest.raises(ExportError, match=r"parity evidence is uninformative .* same top-1 class"):
+            export_model(str(source), "pre", out=tmp_path / "store")
+        from modelfn_export.parity import generate_samples
+        from modelfn_export.sources import load_source
+
+        batch = generate_samples(load_source(model).inputs, batch_sizes=(64,))[0]  # realistic ranges
+        np.savez(tmp_path / "real.npz", **batch)
+        options["samples"] = tmp_path / "real.npz"
+    card = export_model(str(source), "pre", out=tmp_path / "store", **options)
+    check_version_dir(tmp_path / "store" / "pre" / "1")
+    assert sorted(s.name for s in card.inputs) == ["features", "pixels"]
+    assert card.parity["informative"] is True and card.parity["max_abs_diff"] <= FP32_MAX_ABS_DIFF
