@@ -92,10 +92,10 @@ def quantize_dynamic_int8(src: str | os.PathLike[str], dst: str | os.PathLike[st
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    pre = Path(work_dir) / "preprocessed.onnx"
-    quiet = _Quiet()
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    pre = Path(work_dir).resolve() / "preprocessed.onnx"
     try:
-        with quiet:
+        with _Quiet(work_dir):
             try:
                 quant_pre_process(os.fspath(src), os.fspath(pre))
             except Exception:  # noqa: BLE001 - symbolic shape inference (sympy) is the fragile part
@@ -136,9 +136,10 @@ def quantize_static_int8(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    pre = Path(work_dir) / "preprocessed-static.onnx"
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    pre = Path(work_dir).resolve() / "preprocessed-static.onnx"
     try:
-        with _Quiet():
+        with _Quiet(work_dir):
             try:
                 quant_pre_process(os.fspath(src), os.fspath(pre))
             except Exception:  # noqa: BLE001
@@ -186,13 +187,25 @@ def latency(path: str | os.PathLike[str], batches: Sequence[Batch], runs: int = 
 
 
 class _Quiet:
-    """Silence the quantizer's root-logger warnings while it runs."""
+    """Silence the quantizer's root-logger warnings while it runs, in ``work_dir``.
+
+    When symbolic shape inference gives up, ONNX Runtime saves ``sym_shape_infer_temp.onnx`` and a
+    uuid-named ``.data`` file into the *current directory*; running in the (staging) work directory
+    keeps the user's directory clean. Paths passed to the quantizer must be absolute. (``chdir`` is
+    process-wide: an export is a single-threaded job.)
+    """
+
+    def __init__(self, work_dir: str | os.PathLike[str]) -> None:
+        self._work_dir = Path(work_dir)
 
     def __enter__(self) -> None:
         self._level = logging.getLogger().level
+        self._cwd = os.getcwd()
         logging.getLogger().setLevel(logging.ERROR)
+        os.chdir(self._work_dir)
 
     def __exit__(self, *exc: object) -> None:
+        os.chdir(self._cwd)
         logging.getLogger().setLevel(self._level)
 
 

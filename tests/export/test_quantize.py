@@ -93,3 +93,19 @@ def test_regression_outputs_use_relative_error() -> None:
     assert report.relative_error == pytest.approx(0.01, rel=1e-3)  # 0.02 / max|fp32| = 0.02 / 2
     assert report.scores["score"] == pytest.approx(0.99, rel=1e-3)
     assert report.agreement == 0.5 and report.top1_agreement == 0.5
+
+
+def test_quantizing_leaves_the_current_directory_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's symbolic shape inference gives up on some models (this two-input one, the
+    Transformer) and saves sym_shape_infer_temp.onnx (+ a uuid-named .data file) into the current
+    directory; the export runs the quantizer in its staging directory, so nothing lands next to the
+    user's files."""
+    from .zoo import dict_io
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    card = export_model(dict_io(tmp_path).source, "two", out="store", quantize="int8", force_quantized=True)
+    assert card.quantization["mode"] == "int8"
+    assert sorted(p.name for p in cwd.iterdir()) == ["store"]
+    assert store_is_clean(cwd / "store")
