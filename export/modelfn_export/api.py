@@ -2,13 +2,14 @@
 
 Steps: validate arguments (before TensorFlow is imported, so bad input fails instantly) -> import
 TensorFlow -> load the source -> convert with tf2onnx -> parity gate (TF vs ONNX Runtime) -> offline
-ORT optimization (basic) and parity again -> optional dynamic int8 quantization with its agreement
-check -> card built from the final artifact and validated -> atomic rename into
+ORT optimization (basic) and parity again -> the evidence check (parity must compare outputs that
+depend on the input) -> optional int8 quantization (dynamic, or static QDQ calibrated on the
+samples) with its agreement check -> card built from the final artifact and validated -> atomic rename into
 ``<out>/<name>/<version>/``. Any failure leaves nothing behind.
 
 Example:
     >>> from modelfn_export import export_model
-    >>> card = export_model("digits.keras", "digits", quantize="dynamic", samples="x_test.npy")  # doctest: +SKIP
+    >>> card = export_model("digits.keras", "digits", quantize="int8", samples="x_test.npy")  # doctest: +SKIP
     >>> card.version, card.artifact.bytes, card.quantization["top1_agreement_with_fp32"]         # doctest: +SKIP
     ('1', 9216, 1.0)
 """
@@ -47,6 +48,7 @@ def export_model(
     quantize_threshold: float = DEFAULT_THRESHOLD,
     description: str | None = None,
     progress: ProgressFn | None = None,
+    allow_uninformative_parity: bool = False,
 ) -> ModelCard:
     """Export ``source`` as version ``version`` of model ``name`` into the store at ``out``.
 
@@ -57,9 +59,11 @@ def export_model(
         version: positive integer; default: highest existing version + 1 (1 for a new model).
             An existing version is never overwritten.
         opset: ONNX opset, 13–18.
-        quantize: ``"none"`` or ``"dynamic"`` (int8 weights).
+        quantize: ``"none"``, ``"int8"`` (dynamic int8 weights; alias ``"dynamic"``) or
+            ``"int8-static"`` (QDQ int8 weights and activations calibrated on ``samples``; alias
+            ``"static"``).
         samples: ``.npy`` (single input) or ``.npz`` (keyed by input name) parity samples; default:
-            generated batches of 1 and 32.
+            generated batches of 1 and 32. Required for ``int8-static`` (the calibration set).
         rtol, atol: parity tolerances, ``|onnx - tf| <= atol + rtol * |tf|``.
         out: the model store directory.
         signature: SavedModel signature to export.
@@ -67,6 +71,8 @@ def export_model(
         quantize_threshold: minimum agreement of the quantized model with fp32 (0–1).
         description: the card's description (default: a description of the source model).
         progress: called with one line per step start/end (e.g. ``print``).
+        allow_uninformative_parity: write the model even when the TensorFlow outputs barely depend on
+            the samples (parity and quantization agreement then prove little); recorded in the card.
 
     Returns:
         The written :class:`~modelfn_runtime.modelcard.ModelCard`; the files are in
@@ -79,7 +85,12 @@ def export_model(
     # --- cheap validation: no TensorFlow import yet ---
     store_mod.validate_name(name)
     check_opset(opset)
-    check_mode(quantize)
+    mode = check_mode(quantize)
+    if mode == "int8-static" and samples is None:
+        raise ExportError(
+            "--quantize int8-static needs a calibration set",
+            "pass --samples with a few hundred representative inputs, or use --quantize int8 (dynamic, no calibration)",
+        )
     check_threshold(quantize_threshold)
     for label, value in (("rtol", rtol), ("atol", atol)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -110,7 +121,7 @@ def export_model(
         from .convert import convert
         from .optimize import optimize
         from .parity import compare, generate_samples, load_samples, run_onnx, run_reference
-        from .quantize import card_entry, measure, quantize_dynamic_int8
+        from .quantize import card_entry, latency, measure, quantize_dynamic_int8, quantize_static_int8
 
     with steps.step(f"loading {source_label}"):
         loaded = load_source(source, signature)
@@ -147,6 +158,21 @@ def export_model(
             f"parity ok: max abs diff {report.max_abs_diff:.3g}, max rel diff {report.max_rel_diff:.3g}"
             + (f", top-1 agreement {report.top1_agreement:.3f}" if report.top1_agreement is not None else "")
         )
+        informative = report.informative
+        if not informative:
+            problem = (
+                f"parity evidence is uninformative ({samples_label} samples): {report.uninformative()}; "
+                "TensorFlow's outputs barely depend on the input, so agreement cannot tell a correct "
+                "conversion from a broken one"
+            )
+            if not allow_uninformative_parity:
+                raise ExportError(
+                    problem,
+                    "pass representative --samples (for a randomly initialised model: calibrate BatchNorm "
+                    "statistics or drop the softmax head), or accept it with --allow-uninformative-parity",
+                    exit_code=FAILED,
+                )
+            steps.note(f"WARNING: {problem} — accepted (--allow-uninformative-parity)")
 
         with steps.step("optimizing (ONNX Runtime, basic level) and re-checking parity"):
             optimized = work / "optimized.onnx"
@@ -164,10 +190,15 @@ def export_model(
 
         final = stage.path / ARTIFACT_FILE
         parity = report.to_card()
-        if quantize == "dynamic":
-            with steps.step("quantizing (dynamic int8) and measuring agreement with fp32"):
+        parity["informative"] = informative
+        parity["uninformative_allowed"] = bool(allow_uninformative_parity and not informative)
+        if mode != "none":
+            with steps.step(f"quantizing ({mode}) and measuring agreement with fp32"):
                 quantized = work / "quantized.onnx"
-                quantize_dynamic_int8(fp32_path, quantized, work)
+                if mode == "int8-static":
+                    quantize_static_int8(fp32_path, quantized, work, batches)
+                else:
+                    quantize_dynamic_int8(fp32_path, quantized, work)
                 qreport = measure(fp32_outputs, run_onnx(quantized, batches))
             if not qreport.finite:
                 raise ExportError(
@@ -185,13 +216,18 @@ def export_model(
             steps.note(
                 f"quantization agreement {qreport.agreement:.3f} (threshold {quantize_threshold:g})"
                 + (" — FORCED below threshold" if qreport.agreement < quantize_threshold else "")
+                + ("" if informative else " — uninformative evidence")
             )
             quantization = card_entry(
                 qreport,
+                mode=mode,
                 threshold=quantize_threshold,
                 forced=force_quantized and qreport.agreement < quantize_threshold,
                 fp32_bytes=artifact_of(fp32_path).bytes,
                 size=quantized.stat().st_size,
+                informative=informative,
+                latency_ms={"fp32": latency(fp32_path, batches), "int8": latency(quantized, batches)},
+                calibration_rows=sum(len(next(iter(b.values()))) for b in batches) if mode == "int8-static" else None,
             )
             parity["measured_on"] = "fp32 model before quantization"
             shutil.move(quantized, final)

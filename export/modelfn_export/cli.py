@@ -59,10 +59,18 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="model name: lowercase letters, digits and '-', at most 63 characters")
     p.add_argument("--version", default=None, help="version number (default: the highest existing version + 1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}–{MAX_OPSET} (default {DEFAULT_OPSET})")
-    p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help="dynamic: int8 weights, checked against fp32 (default none)")
+    p.add_argument(
+        "--quantize", choices=QUANTIZE_MODES, default="none",
+        help="int8: dynamic int8 weights (alias dynamic); int8-static: QDQ int8 weights and activations "
+        "calibrated on --samples (alias static); checked against fp32 (default none)",
+    )
     p.add_argument("--quantize-threshold", type=float, default=DEFAULT_THRESHOLD, help=f"minimum agreement of the quantized model with fp32, 0–1 (default {DEFAULT_THRESHOLD})")
     p.add_argument("--force-quantized", action="store_true", help="keep a quantized model below the threshold (recorded as forced in the card)")
     p.add_argument("--samples", default=None, metavar="X.npy|X.npz", help="parity samples: .npy for a single input, .npz keyed by input name (default: generated)")
+    p.add_argument(
+        "--allow-uninformative-parity", action="store_true",
+        help="write the model even if its outputs barely depend on the samples (recorded in the card)",
+    )
     p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"parity relative tolerance (default {DEFAULT_RTOL:g})")
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"parity absolute tolerance (default {DEFAULT_ATOL:g})")
     p.add_argument("--signature", default=DEFAULT_SIGNATURE, help=f"SavedModel signature to export (default {DEFAULT_SIGNATURE})")
@@ -125,6 +133,7 @@ def run_export(args: argparse.Namespace) -> int:
             quantize_threshold=args.quantize_threshold,
             description=args.description,
             progress=progress,
+            allow_uninformative_parity=args.allow_uninformative_parity,
         )
         print(format_summary(card, Path(args.out) / card.name / card.version))
         return 0
@@ -204,11 +213,13 @@ def format_summary(card: Any, directory: Any) -> str:
                            f"(rtol {parity['rtol']:g}, atol {parity['atol']:g}, {parity['samples']} samples)"))
     top1 = parity.get("top1_agreement")
     rows.append(("top-1 agreement", "n/a (no classifier output)" if top1 is None else f"{top1:.4f}"))
+    if parity.get("informative") is False:
+        rows.append(("evidence", "UNINFORMATIVE: outputs barely depend on the samples (--allow-uninformative-parity)"))
     quant = card.quantization or {"mode": "none"}
-    if quant.get("mode") == "dynamic":
+    if quant.get("mode") in ("int8", "int8-static", "dynamic"):
         q_top1 = quant.get("top1_agreement_with_fp32")
         text = (
-            f"dynamic {quant.get('weight_type')}: agreement {quant.get('agreement', 0):.4f}"
+            f"{quant.get('mode')} {quant.get('weight_type')}: agreement {quant.get('agreement', 0):.4f}"
             + (f" (top-1 {q_top1:.4f})" if q_top1 is not None else "")
             + f", max abs diff vs fp32 {quant.get('max_abs_diff_vs_fp32', 0):.3g}, "
             f"threshold {quant.get('threshold')}{', FORCED' if quant.get('forced') else ''}; "

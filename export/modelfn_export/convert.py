@@ -1,13 +1,26 @@
 """TensorFlow -> ONNX conversion with tf2onnx.
 
-``tf2onnx.convert.from_keras`` does not work with Keras 3, so conversion always goes through
-``tf2onnx.convert.from_function`` with the explicit input signature built by
-:mod:`modelfn_export.sources`. ONNX input names are the Keras input (or signature argument) names;
-output names are the keys of the dict the wrapped function returns.
+``tf2onnx.convert.from_keras`` does not work with Keras 3, so conversion always starts from the
+``tf.function`` with the explicit input signature built by :mod:`modelfn_export.sources`. ONNX input
+names are the Keras input (or signature argument) names; output names are the keys of the dict the
+wrapped function returns.
 
-tf2onnx runs with ``continue_on_error=True`` inside ``from_function``: an op it cannot convert is
-logged and left in the graph. :func:`convert` collects those (from its log and from a scan of the
-graph for ops ONNX does not define) and raises an :class:`ExportError` naming them.
+:func:`convert` follows ``tf2onnx.convert.from_function`` (freeze with
+``convert_variables_to_constants_v2``, then ``_convert_common``) with two differences:
+
+* **captured constants stay constants.** ``from_function`` declares every placeholder of the
+  concrete function a graph input, including the ones TensorFlow adds for *captured* tensors (Keras 3
+  keeps e.g. ``Normalization``'s mean and variance as plain tensors, not variables), so the ONNX
+  model wanted ``…/Sub/y:0`` as an input. Only the signature's own placeholders are inputs here,
+  which is what tf2onnx's SavedModel command line does too; freezing turns the captures into
+  initializers.
+* **custom op handlers** for TensorFlow ops tf2onnx 1.17 lacks: ``Erfc`` (Keras's exact ``gelu``)
+  becomes ``1 - Erf(x)``. (``Erf`` is exact in float32 where gelu needs it: ``erfc`` of a large
+  argument underflows to 0 both ways.)
+
+tf2onnx runs with ``continue_on_error=True``: an op it cannot convert is logged and left in the
+graph. :func:`convert` collects those (from its log and from a scan of the graph for ops ONNX does
+not define) and raises an :class:`ExportError` naming them.
 
 Example:
     >>> check_opset(17)
@@ -24,6 +37,13 @@ from .defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .errors import FAILED, ExportError, one_line
 
 _STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
+_TEXT_OPS = ("StringSplitV2", "StringSplit", "StaticRegexReplace", "RegexReplace", "StringLower", "StringUpper",
+             "StringNGrams", "UnicodeDecode", "UnicodeDecodeWithOffsets", "StringStrip")
+_OP_FIXES = {
+    **{op: "run the text preprocessing (e.g. TextVectorization's standardize/split) before the model and export "
+           "the model from token ids; StringLookup on whole strings does convert" for op in _TEXT_OPS},
+}
+"""Op-specific fixes for ops tf2onnx cannot convert (the generic fix is used otherwise)."""
 _UNSUPPORTED_RE = re.compile(r"Tensorflow op \[(?P<node>.*): (?P<op>[^\]]+)\] is not supported")
 
 
@@ -63,9 +83,8 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
     if logger.level == logging.NOTSET or logger.level > logging.ERROR:
         logger.setLevel(logging.ERROR)
     try:
-        model, _ = tf2onnx.convert.from_function(
-            loaded.function, input_signature=loaded.input_signature, opset=opset
-        )
+        trackable = loaded.keep_alive[0] if loaded.keep_alive else None
+        model = _from_function(loaded.function, loaded.input_signature, opset, trackable)
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -90,6 +109,78 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
             "replace the layer named in the message with standard Keras/TensorFlow ops",
             exit_code=FAILED,
         ) from None
+    return model
+
+
+def _erfc_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """tf2onnx custom op handler: ``Erfc(x)`` -> ``Sub(1, Erf(x))`` (ONNX has no Erfc)."""
+    import numpy as np
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    node.type = "Erf"
+    one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+    ctx.insert_new_node_on_output(
+        "Sub", node.output[0], inputs=[one.output[0], node.output[0]], name=utils.make_name(f"{node.name}_erfc")
+    )
+
+
+CUSTOM_OP_HANDLERS: dict[str, Any] = {"Erfc": (_erfc_handler, [])}
+"""TensorFlow op -> ``(handler, args)`` for ops tf2onnx 1.17 cannot convert on its own."""
+
+
+def _from_function(function: Any, input_signature: list[Any], opset: int, trackable: Any = None) -> Any:
+    """``tf2onnx.convert.from_function`` without captured tensors as graph inputs, plus our handlers.
+
+    With ``trackable`` (the Keras model or loaded SavedModel behind ``function``) freezing goes
+    through ``tf_loader.from_trackable``, which also exports lookup tables (``StringLookup``,
+    ``IntegerLookup``, ``StaticHashTable``) so ``LookupTableFindV2`` converts to ONNX-ML
+    ``CategoryMapper``/``LabelEncoder``.
+    """
+    import tensorflow as tf
+    from tf2onnx.convert import tensor_names_from_structed
+
+    # a fresh trace: freezing with tables edits the concrete function's captures in place (and TF >= 2.13
+    # does not get them back), and the parity gate still has to run the original
+    fresh = tf.function(function.python_function, input_signature=input_signature, autograph=False)
+    concrete = fresh.get_concrete_function(*input_signature)
+    own = len(tf.nest.flatten(input_signature))  # captured tensors follow the signature's placeholders
+    input_names = [t.name for t in concrete.inputs[:own] if t.dtype != tf.dtypes.resource]
+    output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
+    renames = tensor_names_from_structed(concrete, input_names, output_names)
+    tf_logger = tf.get_logger()
+    tf_level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # "Issue encountered when serializing table_initializer" is noise
+    try:
+        return _freeze_and_convert(concrete, input_names, output_names, renames, opset, trackable)
+    finally:
+        tf_logger.setLevel(tf_level)
+
+
+def _freeze_and_convert(
+    concrete: Any, input_names: list[str], output_names: list[str], renames: dict[str, str], opset: int, trackable: Any
+) -> Any:
+    import tensorflow as tf
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common
+
+    with tf.device("/cpu:0"):
+        tables = None
+        if trackable is not None:
+            frozen, tables = tf_loader.from_trackable(trackable, concrete, input_names, output_names, False)
+        else:
+            frozen = tf_loader.from_function(concrete, input_names, output_names)
+        model, _ = _convert_common(
+            frozen,
+            name=concrete.name,
+            continue_on_error=True,
+            opset=opset,
+            custom_op_handlers=dict(CUSTOM_OP_HANDLERS),
+            input_names=input_names,
+            output_names=output_names,
+            tensors_to_rename=renames,
+            initialized_tables=tables or None,
+        )
     return model
 
 
@@ -137,11 +228,15 @@ def _raise_unsupported(records: list[logging.LogRecord], model: Any) -> None:
         names = ", ".join(f"'{op}'" for op in ops)
         nodes = ", ".join(ops.values())
         plural = "s" if len(ops) > 1 else ""
+        fix = next(
+            (_OP_FIXES[op] for op in ops if op in _OP_FIXES),
+            "replace the layer that uses it (e.g. a tf.py_function/tf.numpy_function or custom op) "
+            "or implement it with supported TensorFlow ops",
+        )
         raise ExportError(
             f"TensorFlow op{plural} {names} (node{plural} {nodes}) ha{'ve' if plural else 's'} no ONNX "
             f"conversion in tf2onnx {version}",
-            "replace the layer that uses it (e.g. a tf.py_function/tf.numpy_function or custom op) "
-            "or implement it with supported TensorFlow ops",
+            fix,
             exit_code=FAILED,
         )
     if failed:

@@ -8,4 +8,5 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_THRESHOLD = 0.98
 DEFAULT_STORE = "models"
 DEFAULT_SIGNATURE = "serving_default"
-QUANTIZE_MODES = ("none", "dynamic")
+QUANTIZE_MODES = ("none", "int8", "int8-static", "dynamic", "static")
+"""``dynamic`` is an alias of ``int8``, ``static`` of ``int8-static``."""

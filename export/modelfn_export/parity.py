@@ -2,7 +2,8 @@
 
 Samples are either the user's (``.npy`` for a single-input model, ``.npz`` keyed by input name) or
 generated from the signature: batch sizes 1 and 32, seeded RNG (seed 0); floats uniform in
-``[0, 1)``; integers uniform in ``[0, input_dim)`` when the input feeds a Keras ``Embedding``
+``[0, 1)``, or in the range a ``Rescaling``/``Normalization`` layer right after the input expects
+(``[0, 255]`` for ``Rescaling(1/255)``, ``mean ± 2·std`` for an adapted ``Normalization``); integers uniform in ``[0, input_dim)`` when the input feeds a Keras ``Embedding``
 (``[0, 10)`` otherwise, ``[0, 256)`` for uint8); booleans fair coin flips; dynamic non-batch
 dimensions get size 8.
 
@@ -14,6 +15,20 @@ An output passes when every element satisfies ``|onnx - tf| <= atol + rtol * |tf
   producing infinities);
 * ``top1_agreement``: for classifier-like outputs (2-D, last dim > 1, floating point) the fraction
   of rows whose argmax matches; ``None`` when no output is classifier-like.
+
+Parity is only evidence when the reference outputs depend on the input. Per output, on the
+reference (TensorFlow) outputs over all sample rows:
+
+* ``spread``: the largest change of any output element across rows (``max - min``, elementwise);
+* ``distinct_top1``: for classifier-like outputs, how many different argmax classes occur.
+
+An output is **informative** when there are at least 2 rows and its spread exceeds
+``INFORMATIVE_FACTOR`` (10) times the parity tolerance ``atol + rtol * max|tf|`` (a model that
+returned a constant would otherwise pass too), and, for a classifier-like output, the rows do not all
+pick the same class; integer/bool/string outputs must differ between rows. The export refuses
+uninformative evidence unless told to accept it (``allow_uninformative_parity``); the card records
+``informative`` either way. A random-weight ``keras.applications`` model with its softmax head
+outputs exactly ``1/classes`` everywhere: max abs diff 0 and top-1 agreement 1.0 prove nothing.
 
 Example:
     >>> batches = generate_samples(loaded.inputs)                       # doctest: +SKIP
@@ -64,16 +79,21 @@ def generate_samples(
             )
             dtype = np.dtype(spec.dtype)
             if dtype.kind == "f":
-                batch[spec.name] = rng.random(shape).astype(dtype)
+                unit = rng.random(shape)
+                if spec.float_range is not None:
+                    low, high = (np.asarray(v, np.float64) for v in spec.float_range)
+                    unit = low + unit * (high - low)
+                batch[spec.name] = unit.astype(dtype)
             elif dtype.kind in "iu":
                 low, high = spec.int_range or (0, 10)
                 batch[spec.name] = rng.integers(low, high, size=shape).astype(dtype)
             elif dtype.kind == "b":
                 batch[spec.name] = rng.random(shape) < 0.5
             else:
+                what = "string" if dtype.kind in "OSU" else str(dtype)
                 raise ExportError(
-                    f"cannot generate samples for input '{spec.name}' of dtype {dtype}",
-                    "pass --samples with real inputs (.npy or .npz keyed by input name)",
+                    f"cannot generate meaningful samples for {what} input '{spec.name}'",
+                    "pass --samples with real inputs (.npy or .npz keyed by input name, strings as a str array)",
                 )
         batches.append(batch)
     return batches
@@ -155,6 +175,16 @@ def _cast(array: np.ndarray, spec: Any, file: str) -> np.ndarray:
                 f"{[-1 if d is None else d for d in shape]}",
                 "pass arrays with the model's shape, batch first",
             )
+    if want.kind == "O":
+        if array.dtype.kind not in "USO":
+            raise ExportError(
+                f"samples '{file}' input '{spec.name}' is {array.dtype} but the model expects strings",
+                "save the samples as a str array (np.array(['text', ...]))",
+            )
+        flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+        strings = np.empty(len(flat), dtype=object)
+        strings[:] = flat
+        return strings.reshape(array.shape)
     ok = (
         array.dtype == want
         or (want.kind == "f" and array.dtype.kind in "fiub")
@@ -238,6 +268,75 @@ def is_classifier(array: np.ndarray) -> bool:
     return array.ndim == 2 and array.shape[-1] > 1 and array.dtype.kind == "f"
 
 
+INFORMATIVE_FACTOR = 10.0
+"""An output is informative when it varies across samples by more than this many parity tolerances."""
+
+
+@dataclass
+class Evidence:
+    """How much one reference output depends on the input, over all sample rows."""
+
+    rows: int
+    spread: float
+    tolerance: float
+    distinct_top1: int | None
+    informative: bool
+    reason: str
+    """Why it is not informative (empty when it is)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"spread": self.spread, "informative": self.informative}
+        if self.distinct_top1 is not None:
+            data["distinct_top1"] = self.distinct_top1
+        return data
+
+
+def evidence(arrays: Sequence[np.ndarray], *, rtol: float, atol: float) -> Evidence:
+    """Measure whether one output's values (a list of per-batch arrays, rows first) vary with the input."""
+    arrays = [np.asarray(a) for a in arrays if np.asarray(a).ndim > 0 and np.asarray(a).shape[0] > 0]
+    rows = sum(int(a.shape[0]) for a in arrays)
+    if rows < 2:
+        return Evidence(rows, 0.0, 0.0, None, False, "a single sample row cannot show that the output depends on the input")
+    same_shape = len({a.shape[1:] for a in arrays}) == 1
+    groups = [np.concatenate(arrays)] if same_shape else arrays
+    if groups[0].dtype.kind not in "fc":
+        varies = any(bool((g != g[:1]).any()) for g in groups if g.shape[0] > 1)
+        reason = "" if varies else f"it is identical for all {rows} sample rows"
+        return Evidence(rows, float(varies), 0.0, None, varies, reason)
+    spread, scale, top1 = 0.0, 0.0, set()
+    for g in groups:
+        values = np.nan_to_num(g.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if g.shape[0] > 1:
+            spread = max(spread, float((values.max(axis=0) - values.min(axis=0)).max(initial=0.0)))
+        scale = max(scale, float(np.abs(values).max(initial=0.0)))
+        if is_classifier(g):
+            top1.update(int(i) for i in g.argmax(axis=-1))
+    tolerance = atol + rtol * scale
+    distinct = len(top1) if top1 else None
+    if spread <= INFORMATIVE_FACTOR * tolerance:
+        reason = (
+            f"it varies by at most {spread:.3g} across {rows} sample rows, not more than "
+            f"{INFORMATIVE_FACTOR:g}× the parity tolerance {tolerance:.3g}"
+        )
+    elif distinct == 1:
+        reason = f"every one of the {rows} sample rows gets the same top-1 class ({next(iter(top1))})"
+    else:
+        reason = ""
+    return Evidence(rows, spread, tolerance, distinct, not reason, reason)
+
+
+def evidence_of(outputs: Sequence[Batch], *, rtol: float, atol: float) -> dict[str, Evidence]:
+    """:func:`evidence` for every output of a list of per-batch output dicts."""
+    names = list(outputs[0]) if outputs else []
+    return {name: evidence([batch[name] for batch in outputs], rtol=rtol, atol=atol) for name in names}
+
+
+def uninformative_summary(found: dict[str, Evidence]) -> str:
+    """One line naming the uninformative outputs and why (empty when all are informative)."""
+    bad = [f"output '{name}': {e.reason}" for name, e in found.items() if not e.informative]
+    return "; ".join(bad)
+
+
 @dataclass
 class OutputParity:
     name: str
@@ -245,6 +344,7 @@ class OutputParity:
     max_rel_diff: float = 0.0
     top1_agreement: float | None = None
     passed: bool = True
+    evidence: Evidence | None = None
     _agree: int = field(default=0, repr=False)
     _rows: int = field(default=0, repr=False)
 
@@ -252,6 +352,8 @@ class OutputParity:
         data: dict[str, Any] = {"max_abs_diff": self.max_abs_diff, "max_rel_diff": self.max_rel_diff}
         if self.top1_agreement is not None:
             data["top1_agreement"] = self.top1_agreement
+        if self.evidence is not None:
+            data.update(self.evidence.to_dict())
         data["passed"] = self.passed
         return data
 
@@ -284,6 +386,15 @@ class ParityReport:
     def passed(self) -> bool:
         return all(o.passed for o in self.outputs.values())
 
+    @property
+    def informative(self) -> bool:
+        """Every output's reference values depend on the input (see the module docstring)."""
+        return all(o.evidence is not None and o.evidence.informative for o in self.outputs.values())
+
+    def uninformative(self) -> str:
+        """One line naming the outputs whose evidence is not informative (empty when all are)."""
+        return uninformative_summary({n: o.evidence for n, o in self.outputs.items() if o.evidence is not None})
+
     def failure(self) -> str:
         """One line naming the worst failing output (empty when passed)."""
         failing = [o for o in self.outputs.values() if not o.passed]
@@ -308,6 +419,7 @@ class ParityReport:
             "top1_agreement": self.top1_agreement,
             "per_output": {name: o.to_dict() for name, o in self.outputs.items()},
             "passed": self.passed,
+            "informative": self.informative,
         }
 
 
@@ -346,9 +458,10 @@ def compare(
             rows = rows or (ref.shape[0] if ref.ndim else 1)
             _accumulate(outputs[name], ref, cand, rtol, atol)
         batch_sizes.append(int(rows or 0))
-    for out in outputs.values():
+    for name, out in outputs.items():
         if out._rows:
             out.top1_agreement = out._agree / out._rows
+        out.evidence = evidence([batch[name] for batch in reference], rtol=rtol, atol=atol)
     return ParityReport(
         outputs=outputs,
         rtol=float(rtol),

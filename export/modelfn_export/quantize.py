@@ -1,9 +1,14 @@
-"""Optional dynamic int8 quantization and its agreement check against the fp32 model.
+"""Optional int8 quantization and its agreement check against the fp32 model.
 
-``--quantize dynamic`` runs ``onnxruntime.quantization.shape_inference.quant_pre_process`` (symbolic
-shape inference first, retried with ``skip_symbolic_shape=True`` if that fails) and then
-``quantize_dynamic`` with int8 weights (``QuantType.QInt8``; activations are quantized to uint8 at run
-time by ``DynamicQuantizeLinear``).
+Two modes, both from ``onnxruntime.quantization`` after ``quant_pre_process`` (symbolic shape
+inference first, retried with ``skip_symbolic_shape=True`` if that fails):
+
+* ``int8`` (alias ``dynamic``): ``quantize_dynamic`` with int8 weights (``QuantType.QInt8``);
+  activations are quantized to uint8 at run time by ``DynamicQuantizeLinear``. No calibration.
+* ``int8-static`` (alias ``static``): ``quantize_static`` in QDQ format (QuantizeLinear /
+  DequantizeLinear pairs around int8 weights and activations), per-channel weights, MinMax
+  calibration on the ``--samples`` rows (required: activation ranges from generated noise would
+  be wrong for real data).
 
 Agreement with the fp32 model is measured on the parity samples, per output:
 
@@ -16,7 +21,11 @@ Agreement with the fp32 model is measured on the parity samples, per output:
 The quantized model is accepted when the smallest per-output score is >= ``threshold`` (default
 0.98), or when forced (recorded as ``forced: true``). Non-finite quantized outputs are always refused.
 Generated samples are only 33 rows (1 flip of top-1 = 0.97), so pass representative ``--samples``
-when quantizing.
+when quantizing. Like parity, the agreement is only evidence when the fp32 outputs depend on the
+input; the card records ``informative`` (see :mod:`modelfn_export.parity`).
+
+The card also gets size and speed figures: ``fp32_bytes``/``bytes`` and the median latency of
+single-row and full-batch runs of both models on ONNX Runtime's CPU provider (:func:`latency`).
 
 Example:
     >>> quantize_dynamic_int8("fp32.onnx", "int8.onnx", "work/")   # doctest: +SKIP
@@ -41,17 +50,28 @@ from .errors import FAILED, ExportError, one_line
 from .parity import REL_FLOOR, Batch, is_classifier
 
 MODES = QUANTIZE_MODES
+ALIASES = {"dynamic": "int8", "static": "int8-static"}
+"""Accepted alternative names -> the canonical mode recorded in the card."""
 WEIGHT_TYPE = "QInt8"
+LATENCY_RUNS = 5
 CRITERION = (
     "min over outputs of: top-1 agreement (classifier outputs), 1 - max|q-fp32|/max|fp32| "
     "(other float outputs), fraction equal (integer/bool outputs)"
 )
 
 
-def check_mode(mode: str) -> None:
-    """Raise :class:`ExportError` unless ``mode`` is ``none`` or ``dynamic``."""
+def check_mode(mode: str) -> str:
+    """The canonical mode (``none``, ``int8``, ``int8-static``) for ``mode`` or one of its aliases.
+
+    Raises:
+        ExportError: an unknown mode (exit 2).
+    """
     if mode not in MODES:
-        raise ExportError(f"quantization mode '{mode}' is not supported", "use --quantize none or --quantize dynamic")
+        raise ExportError(
+            f"quantization mode '{mode}' is not supported",
+            "use --quantize none, int8 (dynamic int8 weights) or int8-static (QDQ, calibrated on --samples)",
+        )
+    return ALIASES.get(mode, mode)
 
 
 def check_threshold(threshold: float) -> None:
@@ -72,10 +92,10 @@ def quantize_dynamic_int8(src: str | os.PathLike[str], dst: str | os.PathLike[st
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    pre = Path(work_dir) / "preprocessed.onnx"
-    quiet = _Quiet()
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    pre = Path(work_dir).resolve() / "preprocessed.onnx"
     try:
-        with quiet:
+        with _Quiet(work_dir):
             try:
                 quant_pre_process(os.fspath(src), os.fspath(pre))
             except Exception:  # noqa: BLE001 - symbolic shape inference (sympy) is the fragile part
@@ -89,14 +109,103 @@ def quantize_dynamic_int8(src: str | os.PathLike[str], dst: str | os.PathLike[st
         ) from None
 
 
+class _Calibration:
+    """``onnxruntime.quantization.CalibrationDataReader`` over the parity sample batches."""
+
+    def __init__(self, batches: Sequence[Batch]) -> None:
+        self._rows = iter([{k: v[i : i + 1] for k, v in batch.items()} for batch in batches for i in range(_rows(batch))])
+
+    def get_next(self) -> Batch | None:
+        return next(self._rows, None)
+
+
+def _rows(batch: Batch) -> int:
+    first = next(iter(batch.values()))
+    return int(first.shape[0]) if first.ndim else 1
+
+
+def quantize_static_int8(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], work_dir: str | os.PathLike[str], batches: Sequence[Batch]
+) -> None:
+    """Pre-process and statically quantize ``src`` into ``dst``: QDQ, int8 per-channel weights,
+    int8 activations with MinMax ranges calibrated row by row on ``batches``.
+
+    Raises:
+        ExportError: ONNX Runtime's quantizer failed (exit 1).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    pre = Path(work_dir).resolve() / "preprocessed-static.onnx"
+    try:
+        with _Quiet(work_dir):
+            try:
+                quant_pre_process(os.fspath(src), os.fspath(pre))
+            except Exception:  # noqa: BLE001
+                quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
+            quantize_static(
+                os.fspath(pre),
+                os.fspath(dst),
+                _Calibration(batches),  # type: ignore[arg-type]  # duck-typed CalibrationDataReader
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(
+            f"static int8 quantization failed: {type(exc).__name__}: {one_line(exc)[:300]}",
+            "export with --quantize int8 (dynamic) or --quantize none",
+            exit_code=FAILED,
+        ) from None
+
+
+def latency(path: str | os.PathLike[str], batches: Sequence[Batch], runs: int = LATENCY_RUNS) -> dict[str, float]:
+    """Median wall-clock milliseconds of ONNX Runtime (CPU) on one row and on the largest batch.
+
+    Indicative only (one machine, ``runs`` runs after a warm-up); the benchmarks measure properly.
+    """
+    import time
+
+    from .parity import onnx_session
+
+    session = onnx_session(path)
+    largest = max(batches, key=_rows)
+    single = {k: v[:1] for k, v in largest.items()}
+    figures: dict[str, float] = {}
+    for label, feeds in (("batch_1_ms", single), (f"batch_{_rows(largest)}_ms", largest)):
+        session.run(None, feeds)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            session.run(None, feeds)
+            times.append((time.perf_counter() - started) * 1000)
+        figures[label] = float(np.median(times))
+    return figures
+
+
 class _Quiet:
-    """Silence the quantizer's root-logger warnings while it runs."""
+    """Silence the quantizer's root-logger warnings while it runs, in ``work_dir``.
+
+    When symbolic shape inference gives up, ONNX Runtime saves ``sym_shape_infer_temp.onnx`` and a
+    uuid-named ``.data`` file into the *current directory*; running in the (staging) work directory
+    keeps the user's directory clean. Paths passed to the quantizer must be absolute. (``chdir`` is
+    process-wide: an export is a single-threaded job.)
+    """
+
+    def __init__(self, work_dir: str | os.PathLike[str]) -> None:
+        self._work_dir = Path(work_dir)
 
     def __enter__(self) -> None:
         self._level = logging.getLogger().level
+        self._cwd = os.getcwd()
         logging.getLogger().setLevel(logging.ERROR)
+        os.chdir(self._work_dir)
 
     def __exit__(self, *exc: object) -> None:
+        os.chdir(self._cwd)
         logging.getLogger().setLevel(self._level)
 
 
@@ -167,10 +276,23 @@ def measure(fp32: Sequence[Batch], quantized: Sequence[Batch]) -> QuantReport:
     )
 
 
-def card_entry(report: QuantReport, *, threshold: float, forced: bool, fp32_bytes: int, size: int) -> dict[str, Any]:
-    """The card's ``quantization`` object for a dynamic-quantized artifact."""
-    return {
-        "mode": "dynamic",
+def card_entry(
+    report: QuantReport,
+    *,
+    mode: str = "int8",
+    threshold: float,
+    forced: bool,
+    fp32_bytes: int,
+    size: int,
+    informative: bool | None = None,
+    latency_ms: dict[str, dict[str, float]] | None = None,
+    calibration_rows: int | None = None,
+) -> dict[str, Any]:
+    """The card's ``quantization`` object for an int8 artifact (``mode`` ``int8`` or ``int8-static``)."""
+    entry: dict[str, Any] = {
+        "mode": mode,
+        "method": "static" if mode == "int8-static" else "dynamic",
+        "format": "QDQ" if mode == "int8-static" else "QOperator",
         "weight_type": WEIGHT_TYPE,
         "top1_agreement_with_fp32": report.top1_agreement,
         "max_abs_diff_vs_fp32": report.max_abs_diff,
@@ -183,4 +305,14 @@ def card_entry(report: QuantReport, *, threshold: float, forced: bool, fp32_byte
         "forced": bool(forced),
         "fp32_bytes": int(fp32_bytes),
         "bytes": int(size),
+        "size_ratio": round(int(size) / max(int(fp32_bytes), 1), 4),
     }
+    if mode == "int8-static":
+        entry["activation_type"] = "QInt8"
+        entry["per_channel"] = True
+        entry["calibration"] = {"method": "MinMax", "rows": int(calibration_rows or 0)}
+    if informative is not None:
+        entry["informative"] = bool(informative)
+    if latency_ms is not None:
+        entry["latency_ms"] = latency_ms
+    return entry

@@ -11,6 +11,12 @@ gate both use that one function, so ONNX and TensorFlow are compared on exactly 
 * ``package.module:function``: imported with the current directory on ``sys.path``; the function is
   called without arguments and must return a ``keras.Model``.
 
+Functional and Sequential models are named after their ``keras.Input``s and output layers;
+subclassed models (no ``model.inputs``) get Keras's own export signature (the shapes of their first
+call, as ``model.export()`` uses) named after ``call()``'s parameters or dict keys. Float inputs that
+go straight into ``Rescaling``/``Normalization`` record the value range those layers expect, so
+generated samples exercise the model.
+
 :func:`classify_source` checks the source without importing TensorFlow, so bad input fails fast.
 
 Example:
@@ -64,6 +70,10 @@ class InputInfo:
     shape: tuple[int | None, ...]
     int_range: tuple[int, int] | None = None
     """For integer inputs: the ``[low, high)`` range generated samples are drawn from."""
+    float_range: tuple[Any, Any] | None = None
+    """For float inputs that feed a preprocessing layer: ``(low, high)`` (scalars or arrays that
+    broadcast to the input's shape) so generated samples are what the layer expects; ``None`` for
+    ``[0, 1)``."""
 
 
 @dataclass
@@ -262,44 +272,48 @@ def from_keras_model(model: Any, *, kind: SourceKind, location: str) -> LoadedSo
     """Wrap a Keras model in a flat-signature ``tf.function`` returning a dict of named outputs."""
     import tensorflow as tf
 
-    keras_inputs = _keras_inputs(model, location)
-    input_struct = getattr(model, "_inputs_struct", None)
-    names = [_tensor_name(t) for t in keras_inputs]
+    if _has_inputs(model):
+        keras_inputs = list(model.inputs)
+        input_struct = getattr(model, "_inputs_struct", None)
+        names = [_tensor_name(t) for t in keras_inputs]
+        shapes_dtypes = [((None,) + tuple(t.shape[1:]), tf.as_dtype(t.dtype)) for t in keras_inputs]
+        if isinstance(input_struct, dict):
+            def pack(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (dict(zip(names, xs)),)
+        elif len(names) == 1 and not isinstance(input_struct, (list, tuple)):
+            def pack(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (xs[0],)
+        else:
+            def pack(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (list(xs),)
+        ranges = _embedding_ranges(model, names)
+        float_ranges = _preprocessing_ranges(model, names)
+        output_names = [str(n) for n in getattr(model, "output_names", None) or []]
+    else:
+        names, shapes_dtypes, pack = _subclassed_signature(model, location)
+        ranges, float_ranges, output_names = {}, {}, []
     if len(set(names)) != len(names):
         raise ExportError(
             f"model '{model.name}' has duplicate input names {names}",
             "give every keras.Input a unique name=",
         )
-    ranges = _embedding_ranges(model, names)
     infos: list[InputInfo] = []
     specs = []
-    for tensor, name in zip(keras_inputs, names):
-        dtype = tf.as_dtype(tensor.dtype)
-        shape = (None,) + tuple(tensor.shape[1:])
-        np_dtype = np.dtype(dtype.as_numpy_dtype)
+    for name, (shape, dtype) in zip(names, shapes_dtypes):
+        np_dtype = np.dtype(dtype.as_numpy_dtype) if dtype != tf.string else np.dtype(object)
         int_range = None
         if np_dtype.kind in "iu":
             int_range = ranges.get(name, (0, 256) if np_dtype == np.uint8 else DEFAULT_INT_RANGE)
-        infos.append(InputInfo(name, np_dtype, shape, int_range))
+        infos.append(InputInfo(name, np_dtype, shape, int_range, float_ranges.get(name)))
         specs.append(tf.TensorSpec(shape, dtype, name=name))
 
-    output_names = [str(n) for n in getattr(model, "output_names", None) or []]
-
-    if isinstance(input_struct, dict):
-        def pack(xs: tuple[Any, ...]) -> Any:
-            return dict(zip(names, xs))
-    elif len(names) == 1 and not isinstance(input_struct, (list, tuple)):
-        def pack(xs: tuple[Any, ...]) -> Any:
-            return xs[0]
-    else:
-        def pack(xs: tuple[Any, ...]) -> Any:
-            return list(xs)
-
     def call(*xs: Any) -> dict[str, Any]:
-        result = model(pack(xs), training=False)
+        result = model(*pack(xs), training=False)
         if isinstance(result, dict):
             return {str(k): v for k, v in result.items()}
         if isinstance(result, (list, tuple)):
+            if not output_names:
+                return {f"output_{i}": value for i, value in enumerate(result)}
             if len(output_names) != len(result):
                 raise ExportError(
                     f"model '{model.name}' returns {len(result)} outputs but names {len(output_names)}",
@@ -335,17 +349,127 @@ def from_keras_model(model: Any, *, kind: SourceKind, location: str) -> LoadedSo
     )
 
 
-def _keras_inputs(model: Any, location: str) -> list[Any]:
+def _has_inputs(model: Any) -> bool:
     try:
-        inputs = list(model.inputs or [])
+        return bool(list(model.inputs or []))
     except (AttributeError, ValueError):
-        inputs = []
-    if not inputs:
+        return False
+
+
+_NOT_INPUTS = {"self", "training", "mask", "kwargs", "args"}
+
+
+def _subclassed_signature(model: Any, location: str) -> tuple[list[str], list[tuple[Any, Any]], Any]:
+    """Names, ``(shape, dtype)`` pairs and a packer for a subclassed model's ``call``.
+
+    The input signature is Keras's own (``keras.src.export.export_utils.get_input_signature``, what
+    ``model.export()`` uses: the shapes the model was first called with, batch dimension ``None``);
+    the names are ``call``'s parameter names (``call(self, features)`` -> ``features``), or the keys
+    when a parameter takes a dict.
+    """
+    import inspect
+
+    import tensorflow as tf
+    from keras.src.export.export_utils import get_input_signature
+
+    label = getattr(model, "name", location)
+    try:
+        signature = list(get_input_signature(model))
+    except Exception as exc:  # noqa: BLE001 - not built / never called
         raise ExportError(
-            f"Keras model '{getattr(model, 'name', location)}' has no defined inputs",
-            "build it with keras.Input(...) (functional or Sequential with an Input) before exporting",
-        )
-    return inputs
+            f"subclassed Keras model '{label}' has no input signature yet ({one_line(exc)[:200]})",
+            "call the model once on a batch (model(x)) before saving or exporting it, "
+            "or build it as a functional model with keras.Input(...)",
+        ) from None
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(model.call).parameters.values()
+            if p.name not in _NOT_INPUTS and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    names: list[str] = []
+    shapes_dtypes: list[tuple[Any, Any]] = []
+    layout: list[Any] = []  # per positional argument: None (one tensor) or the dict keys
+
+    def add(name: str, spec: Any) -> None:
+        if not hasattr(spec, "shape") or spec.shape is None:
+            raise ExportError(
+                f"subclassed Keras model '{label}' takes a nested input ('{name}') modelfn cannot name",
+                "take one tensor or a flat dict of tensors per call() argument, or build a functional model",
+            )
+        names.append(name)
+        shapes_dtypes.append(((None,) + tuple(spec.shape[1:]), tf.as_dtype(spec.dtype or "float32")))
+
+    for index, item in enumerate(signature):
+        param = params[index] if index < len(params) else f"input_{index}"
+        if isinstance(item, dict):
+            for key, spec in item.items():
+                add(str(key), spec)
+            layout.append([str(k) for k in item])
+        else:
+            add(param, item)
+            layout.append(None)
+
+    def pack(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+        args, position = [], 0
+        for keys in layout:
+            if keys is None:
+                args.append(xs[position])
+                position += 1
+            else:
+                args.append(dict(zip(keys, xs[position : position + len(keys)])))
+                position += len(keys)
+        return tuple(args)
+
+    return names, shapes_dtypes, pack
+
+
+def _preprocessing_ranges(model: Any, input_names: list[str]) -> dict[str, tuple[Any, Any]]:
+    """Value ranges for float inputs that go straight into a ``Rescaling`` or ``Normalization`` layer.
+
+    ``Rescaling(scale, offset)`` expects ``[0, 1/scale]`` (``[0, (1 - offset)/scale]`` with a negative
+    offset, e.g. ``1/127.5, -1`` -> ``[0, 255]``); an adapted ``Normalization`` expects
+    ``mean ± 2·std``. Generated samples in ``[0, 1)`` would leave such a model all but constant.
+    """
+    import keras
+
+    ranges: dict[str, tuple[Any, Any]] = {}
+    wanted = set(input_names)
+    try:
+        for layer in getattr(model, "layers", []) or []:
+            for node in getattr(layer, "_inbound_nodes", []):
+                for tensor in getattr(node, "input_tensors", []):
+                    history = getattr(tensor, "_keras_history", None)
+                    op = getattr(history, "operation", None)
+                    if not isinstance(op, keras.layers.InputLayer) or op.name not in wanted or op.name in ranges:
+                        continue
+                    found = _layer_range(layer)
+                    if found is not None:
+                        ranges[op.name] = found
+    except Exception:  # noqa: BLE001 - best effort: fall back to [0, 1)
+        pass
+    return ranges
+
+
+def _layer_range(layer: Any) -> tuple[Any, Any] | None:
+    import keras
+
+    if isinstance(layer, keras.layers.Rescaling):
+        scale = np.asarray(layer.scale, dtype=np.float64)
+        offset = np.asarray(layer.offset, dtype=np.float64)
+        if np.any(scale == 0):
+            return None
+        width = np.where(offset < 0, 1.0 - offset, 1.0) / np.abs(scale)
+        return (np.zeros_like(width, dtype=np.float32), width.astype(np.float32))
+    if isinstance(layer, keras.layers.Normalization) and not getattr(layer, "invert", False):
+        mean = np.asarray(layer.mean, dtype=np.float64)
+        std = np.sqrt(np.maximum(np.asarray(layer.variance, dtype=np.float64), 1e-12))
+        if mean.ndim > 0 and mean.shape[0] == 1:
+            mean, std = mean[0], std[0]  # the layer keeps a leading broadcast (batch) axis
+        return ((mean - 2 * std).astype(np.float32), (mean + 2 * std).astype(np.float32))
+    return None
 
 
 def _tensor_name(tensor: Any) -> str:

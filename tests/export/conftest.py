@@ -48,5 +48,5 @@ def digits_quantized_export(digits: dict[str, Any], tmp_path_factory: pytest.Tem
     from modelfn_export import export_model
 
     out = tmp_path_factory.mktemp("store-int8")
-    card = export_model(str(digits["path"]), "digits", out=out, quantize="dynamic", samples=digits["samples"])
+    card = export_model(str(digits["path"]), "digits", out=out, quantize="int8", samples=digits["samples"])
     return card, out

@@ -52,7 +52,12 @@ def check_version_dir(directory: Path) -> Any:
     for spec in card.inputs:
         shape = [2 if d == -1 else d for d in spec.shape]
         dtype = NUMPY_DTYPES[spec.datatype]
-        feeds[spec.name] = rng.integers(0, 3, shape).astype(dtype) if dtype.kind in "iu" else rng.random(shape).astype(dtype)
+        if spec.datatype == "BYTES":
+            feeds[spec.name] = np.full(shape, "text", dtype=object)
+        elif dtype.kind in "iu":
+            feeds[spec.name] = rng.integers(0, 3, shape).astype(dtype)
+        else:
+            feeds[spec.name] = rng.random(shape).astype(dtype)
     outputs = session.run(None, feeds)
     assert [o.shape[0] for o in outputs] == [2] * len(outputs)
     return card

@@ -132,18 +132,22 @@ def build_py_function_model() -> Any:
 
 
 def build_quantization_tie(features: int = 16) -> Any:
-    """A 2-class classifier whose two logits differ by ``1e-4 * sum(x)``: int8 weight quantization
-    rounds both weight columns to the same values, so the quantized model ties (argmax 0) where
-    fp32 always picks class 1 — top-1 agreement with fp32 is 0 by construction."""
+    """A 2-class classifier (logits) whose two weight columns differ by ``±1e-4`` per feature: int8
+    weight quantization rounds both columns to the same values, so the quantized model always ties
+    (argmax 0) while fp32 picks class 1 for about half of the rows — top-1 agreement with fp32 is far
+    below the threshold by construction, and the fp32 evidence is informative (both classes occur,
+    logits vary with the input)."""
     import keras
 
     rng = np.random.default_rng(SEED)
     k = rng.integers(-127, 128, size=features).astype(np.float32)
     k[0] = 127.0  # the weight range, so the int8 scale is exactly 1/127
     w0 = k / 127.0
-    kernel = np.stack([w0, w0 + 1e-4], axis=1).astype(np.float32)
+    delta = np.where(rng.random(features) < 0.5, -1e-4, 1e-4).astype(np.float32)
+    delta[0] = 0.0  # keep the range (and so the scale) exact
+    kernel = np.stack([w0, w0 + delta], axis=1).astype(np.float32)
     inputs = keras.Input((features,), name="x")
-    outputs = keras.layers.Dense(2, activation="softmax", name="probs")(inputs)
+    outputs = keras.layers.Dense(2, name="logits")(inputs)
     model = keras.Model(inputs, outputs, name="tie")
-    model.get_layer("probs").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("logits").set_weights([kernel, np.zeros(2, np.float32)])
     return model

@@ -36,7 +36,8 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_help_is_instant_and_import_is_cheap(tmp_path: Path) -> None:
     started = time.perf_counter()
     result = run_cli("export", "--help", cwd=tmp_path)
-    assert result.returncode == 0 and "--quantize {none,dynamic}" in result.stdout
+    assert result.returncode == 0 and "--quantize {none,int8,int8-static,dynamic,static}" in result.stdout
+    assert "--allow-uninformative-parity" in result.stdout
     assert time.perf_counter() - started < 5
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, modelfn_export, modelfn_export.cli; "
@@ -101,10 +102,10 @@ def test_export_success(digits: dict[str, Any], tmp_path: Path) -> None:
     assert table["opset"] == "17"
     assert table["input"] == "pixels  FP32  [-1, 64]" and table["output"] == "probs  FP32  [-1, 10]"
     assert table["parity"].startswith("max abs diff ")
-    assert table["quantization"].startswith("dynamic QInt8: agreement ")
+    assert table["quantization"].startswith("int8 QInt8: agreement ")
     assert "top-1 agreement" in result.stdout
     card = check_version_dir(tmp_path / "store" / "digits" / "1")
-    assert json.loads((tmp_path / "store" / "digits" / "1" / "modelcard.json").read_text())["quantization"]["mode"] == "dynamic"
+    assert json.loads((tmp_path / "store" / "digits" / "1" / "modelcard.json").read_text())["quantization"]["mode"] == "int8"  # dynamic is the alias
     assert card.parity["samples"] == "x_test.npy"
 
 
@@ -128,3 +129,33 @@ def test_func_returns_exit_code_without_raising(capsys: pytest.CaptureFixture[st
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: model name 'Bad_Name' is invalid — ") and err.count("\n") == 1
+
+
+def test_uninformative_parity_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A model whose output ignores its input is refused (exit 1); the flag writes it and says so."""
+    import keras
+    import numpy as np
+
+    from modelfn_export.cli import build_parser
+
+    inputs = keras.Input((3,), name="x")
+    layer = keras.layers.Dense(2, name="y")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.zeros((3, 2), np.float32), np.array([1.0, -1.0], np.float32)])  # constant output
+    model.save(tmp_path / "constant.keras")
+    argv = ["export", str(tmp_path / "constant.keras"), "--name", "constant", "--out", str(tmp_path / "store")]
+
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: parity evidence is uninformative (generated samples): output 'y': it varies by at most 0")
+    assert err.endswith("or accept it with --allow-uninformative-parity")
+    assert not (tmp_path / "store").exists()
+
+    args = build_parser().parse_args([*argv, "--allow-uninformative-parity"])
+    assert args.func(args) == 0 and args.allow_uninformative_parity
+    captured = capsys.readouterr()
+    assert "evidence         UNINFORMATIVE: outputs barely depend on the samples" in captured.out
+    assert "WARNING: parity evidence is uninformative" in captured.err
+    card = check_version_dir(tmp_path / "store" / "constant" / "1")
+    assert card.parity["informative"] is False and card.parity["uninformative_allowed"] is True

@@ -69,3 +69,29 @@ def test_npz_samples_for_multi_input(tmp_path: Path) -> None:
     np.savez(tmp_path / "two.npz", features=rng.random((5, 8)), extra=rng.random((5, 3)))  # float64: cast
     card = export_model(export_models.build_two_io(), "two", out=tmp_path, samples=tmp_path / "two.npz")
     assert card.parity["samples"] == "two.npz" and card.parity["batch_sizes"] == [5]
+
+
+def test_text_vectorization_names_the_ops_and_the_fix(tmp_path: Path) -> None:
+    import keras
+    import numpy as np
+
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(["red green blue", "cyan magenta", "yellow black red"])
+    text = keras.Input((1,), dtype="string", name="text")
+    x = keras.layers.Flatten()(keras.layers.Embedding(21, 4)(vectorize(text)))
+    model = keras.Model(text, keras.layers.Dense(2, name="y")(x))
+    np.save(tmp_path / "text.npy", np.array([["red green"], ["blue cyan"]]))
+    with pytest.raises(ExportError) as info:
+        export_model(model, "text", out=tmp_path / "store", samples=tmp_path / "text.npy")
+    message = str(info.value)
+    assert "'StringSplitV2'" in message and "no ONNX conversion in tf2onnx 1.17" in message
+    assert "run the text preprocessing (e.g. TextVectorization's standardize/split) before the model" in message
+    assert not (tmp_path / "store").exists()
+
+
+def test_string_inputs_need_samples(tmp_path: Path) -> None:
+    from .zoo import string_lookup
+
+    entry = string_lookup(tmp_path)
+    with pytest.raises(ExportError, match=r"cannot generate meaningful samples for string input 'text' — pass --samples"):
+        export_model(entry.source, "text", out=tmp_path / "store")

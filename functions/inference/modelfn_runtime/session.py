@@ -22,7 +22,7 @@ from . import providers
 from .artifacts import ModelLoadError, sha256_file
 from .errors import BadRequest, quote
 from .modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard, TensorSpec
-from .tensors import ORT_TYPES, datatype_of
+from .tensors import ORT_TYPES, datatype_of, from_ort, to_ort
 
 
 @dataclass
@@ -67,8 +67,8 @@ class ModelSession:
         for name in names:
             if self.card.output(name) is None:
                 raise BadRequest(f"unknown output {quote(name)}; this model's outputs are {self._names(self.card.outputs)}")
-        values = self.session.run(names, inputs)
-        return dict(zip(names, values))
+        values = self.session.run(names, {name: to_ort(name, array) for name, array in inputs.items()})
+        return {name: from_ort(value) for name, value in zip(names, values)}
 
     def _check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         expected = self._names(self.card.inputs)

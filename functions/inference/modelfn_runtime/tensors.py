@@ -3,6 +3,11 @@
 Datatypes use Open Inference Protocol names (``FP32``, ``INT64``, ...). This module is the one
 place that maps them to numpy dtypes and to ONNX Runtime's type strings.
 
+BYTES elements are Python ``bytes`` everywhere in the runtime. ONNX Runtime's Python binding wants
+``str`` (it stores ``repr(b"x")`` for a ``bytes`` element), so :func:`to_ort` decodes them as UTF-8
+right before ``session.run`` (anything else is a 400: ONNX string tensors hold text) and
+:func:`from_ort` encodes string outputs back to ``bytes``.
+
 Example:
     >>> import numpy as np
     >>> datatype_of(np.zeros(2, np.float32))
@@ -107,6 +112,37 @@ def from_binary(raw: bytes | memoryview, datatype: str, shape: Sequence[int]) ->
             f"{expected}; fix the shape or the binary_data_size parameter"
         )
     return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+
+
+def to_ort(name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` as ONNX Runtime takes it: BYTES elements decoded to ``str``; BadRequest if not UTF-8."""
+    if array.dtype.kind not in "OS":
+        return array
+    flat = array.reshape(-1)
+    text = np.empty(flat.shape, dtype=object)
+    for index, item in enumerate(flat):
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            try:
+                text[index] = bytes(item).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest(
+                    f"input {name!r} element {index} is not valid UTF-8; this model's string tensors hold text: "
+                    "send UTF-8 text (base64-encode binary data into text if the model expects that)"
+                ) from None
+        else:
+            text[index] = str(item)
+    return text.reshape(array.shape)
+
+
+def from_ort(array: np.ndarray) -> np.ndarray:
+    """An ONNX Runtime output as the runtime keeps it: string elements as UTF-8 ``bytes``."""
+    if array.dtype.kind not in "OU":
+        return array
+    flat = array.reshape(-1)
+    raw = np.empty(flat.shape, dtype=object)
+    for index, item in enumerate(flat):
+        raw[index] = item if isinstance(item, bytes) else str(item).encode("utf-8")
+    return raw.reshape(array.shape)
 
 
 def _bytes_elements(raw: bytes, count: int) -> np.ndarray:

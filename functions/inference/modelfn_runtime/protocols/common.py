@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from collections.abc import Sequence
@@ -90,7 +92,7 @@ def check_shape(name: str, shape: Sequence[int], spec: TensorSpec, limits: Limit
 
 
 def tensor_from_json(
-    name: str, data: Any, spec: TensorSpec, limits: Limits, *, declared: Sequence[int] | None = None
+    name: str, data: Any, spec: TensorSpec, limits: Limits, *, declared: Sequence[int] | None = None, b64_objects: bool = False
 ) -> np.ndarray:
     """JSON numbers/booleans/strings (flat or nested) as an array of ``spec.datatype``, shape checked first.
 
@@ -109,6 +111,8 @@ def tensor_from_json(
             raise BadRequest(f"input {name!r} has {len(leaves)} elements but shape {quote(shape)} needs {element_count(shape)}")
     if len(leaves) > limits.max_elements:
         raise BadRequest(f"input {name!r} has {len(leaves)} elements, over the {limits.max_elements} a request may hold")
+    if spec.datatype == "BYTES":
+        return _bytes_tensor(name, leaves, b64_objects=b64_objects).reshape(shape)
     return _typed(name, leaves, spec.datatype).reshape(shape)
 
 
@@ -194,9 +198,19 @@ def _integers(name: str, leaves: list[Any], datatype: str, dtype: np.dtype, *, h
     return wide.astype(dtype)
 
 
-def _bytes_tensor(name: str, leaves: list[Any]) -> np.ndarray:
+def _bytes_tensor(name: str, leaves: list[Any], *, b64_objects: bool = False) -> np.ndarray:
+    """BYTES elements: JSON strings (UTF-8), and with ``b64_objects`` TF Serving's ``{"b64": "<base64>"}`` for binary data."""
     array = np.empty(len(leaves), dtype=object)
     for index, item in enumerate(leaves):
+        if b64_objects and isinstance(item, dict) and set(item) == {"b64"}:
+            try:
+                array[index] = base64.b64decode(item["b64"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise BadRequest(f'input {name!r} has a "b64" value that is not valid base64 (element {index})') from None
+            continue
+        if not isinstance(item, str) and b64_objects:
+            raise BadRequest(f'input {name!r} is a string tensor; element {index} is {_describe(item)}: '
+                             'send strings or {"b64": "<base64>"} objects')
         if not isinstance(item, str):
             raise BadRequest(f"input {name!r} is BYTES; element {index} must be a string, got {_describe(item)}")
         array[index] = item.encode("utf-8", "surrogatepass")

@@ -1,6 +1,9 @@
 """TensorFlow Serving REST codec: ``:predict`` in row (``instances``) and columnar (``inputs``) form.
 
 TF Serving's JSON carries no datatypes, so values take the datatype the model card records.
+String (BYTES) values are JSON strings, or ``{"b64": "<base64>"}`` for binary data, as in TF Serving;
+outputs whose name ends in ``_bytes`` are returned as ``{"b64": ...}``, and so is any string output
+element that is not valid UTF-8.
 
 Example:
     >>> from modelfn_runtime.modelcard import TensorSpec
@@ -13,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +65,39 @@ def decode_predict(request: HttpRequest, specs: list[TensorSpec], limits: Limits
 def encode_predict(request: PredictRequest, results: dict[str, np.ndarray]) -> dict[str, Any]:
     if not request.row_format:
         if len(results) == 1:
-            return {"outputs": json_value(next(iter(results.values())))}
-        return {"outputs": {name: json_value(value) for name, value in results.items()}}
+            return {"outputs": _json(*next(iter(results.items())))}
+        return {"outputs": {name: _json(name, value) for name, value in results.items()}}
     if len(results) == 1:
-        return {"predictions": json_value(next(iter(results.values())))}
-    rows = [json_value(value) for value in results.values()]
+        return {"predictions": _json(*next(iter(results.items())))}
+    rows = [_json(name, value) for name, value in results.items()]
     return {"predictions": [dict(zip(results, row)) for row in zip(*rows)]}
+
+
+def _json(name: str, array: np.ndarray) -> Any:
+    """``json_value``, except that BYTES go out as ``{"b64": ...}`` for ``*_bytes`` outputs or non-UTF-8 data."""
+    if array.dtype.kind not in "OS":
+        return json_value(array)
+    binary = name.endswith("_bytes")
+
+    def element(item: Any) -> Any:
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        if not binary:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        return {"b64": base64.b64encode(raw).decode("ascii")}
+
+    return np.vectorize(element, otypes=[object])(array).tolist()
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _tensor(name: str, data: Any, spec: TensorSpec, limits: Limits) -> np.ndarray:
+    """``tensor_from_json`` (bounded), accepting TF Serving's ``{"b64": ...}`` elements for BYTES inputs."""
+    return tensor_from_json(name, data, spec, limits, b64_objects=True)
 
 
 def model_status(card: ModelCard) -> dict[str, Any]:
@@ -103,9 +134,9 @@ def _from_rows(instances: Any, specs: list[TensorSpec], limits: Limits) -> dict[
             f'"instances" holds {len(instances)} examples but this model accepts at most {limits.max_batch_size} '
             "per request; split the batch into several requests"
         )
-    if len(specs) == 1 and not any(isinstance(row, dict) for row in instances):
-        return {specs[0].name: tensor_from_json(specs[0].name, instances, specs[0], limits)}
-    if not all(isinstance(row, dict) for row in instances):
+    if len(specs) == 1 and not any(isinstance(row, dict) and not _is_b64(row) for row in instances):
+        return {specs[0].name: _tensor(specs[0].name, instances, specs[0], limits)}
+    if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
         raise BadRequest(
             f"this model has several inputs {[s.name for s in specs]}; each instance must be an object keyed by input name"
         )
@@ -123,7 +154,7 @@ def _from_columns(inputs: Any, specs: list[TensorSpec], limits: Limits) -> dict[
         return _typed(inputs, specs, limits)
     if len(specs) != 1:
         raise BadRequest(f'"inputs" must be an object keyed by input name: this model has inputs {[s.name for s in specs]}')
-    return {specs[0].name: tensor_from_json(specs[0].name, inputs, specs[0], limits)}
+    return {specs[0].name: _tensor(specs[0].name, inputs, specs[0], limits)}
 
 
 def _typed(values: dict[str, Any], specs: list[TensorSpec], limits: Limits) -> dict[str, np.ndarray]:
@@ -133,7 +164,7 @@ def _typed(values: dict[str, Any], specs: list[TensorSpec], limits: Limits) -> d
             raise BadRequest(f"unknown input {quote(name)}; this model's inputs are {list(by_name)}")
     tensors, elements = {}, 0
     for name, value in values.items():
-        tensors[name] = tensor_from_json(name, value, by_name[name], limits)
+        tensors[name] = _tensor(name, value, by_name[name], limits)
         elements += tensors[name].size
         if elements > limits.max_elements:
             raise BadRequest(f"the inputs hold {elements} elements together, over the {limits.max_elements} a request may hold")
