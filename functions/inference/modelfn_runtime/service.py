@@ -20,10 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from . import playground
+from .cards import cards_from_environment
+from .encoding import decode_request, encode_response
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, payload_too_large
 from .http import HttpRequest, HttpResponse
 from .metering import Meter, MetricsMeter, UsageRecord
+from .modelcard import ModelCard
 from .observability import logger, tracer
+from .openapi import openapi_document
 from .protocols import oip, tfserving
 from .session import ModelSession
 
@@ -41,6 +46,8 @@ class Route:
 ROUTES = [
     Route(method, re.compile(pattern), operation)
     for method, pattern, operation in [
+        ("GET", r"/", "playground"),
+        ("GET", r"/openapi.json", "openapi"),
         ("GET", r"/v2/health/live", "live"),
         ("GET", r"/v2/health/ready", "ready"),
         ("GET", r"/v2", "server_metadata"),
@@ -61,11 +68,20 @@ class Outcome:
 
 
 class InferenceService:
-    def __init__(self, model: ModelSession | None, served_models: list[str] | None = None, meter: Meter | None = None):
+    def __init__(
+        self,
+        model: ModelSession | None,
+        served_models: list[str] | None = None,
+        meter: Meter | None = None,
+        cards: list[ModelCard] | None = None,
+    ):
         self.model = model
+        self._cards = cards
         self.served_models = sorted(set(served_models or []) | ({model.card.name} if model else set()))
         self.meter = meter or MetricsMeter()
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
+            "playground": lambda request, params: Outcome(playground.page(self.cards)),
+            "openapi": lambda request, params: Outcome(HttpResponse.json(200, openapi_document(self.cards, SERVER_VERSION))),
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
             "ready": lambda request, params: Outcome(HttpResponse.json(200, {"ready": True})),
             "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, oip.server_metadata(SERVER_VERSION))),
@@ -77,6 +93,13 @@ class InferenceService:
             "predict": self._predict,
         }
 
+    @property
+    def cards(self) -> list[ModelCard]:
+        """The cards ``/`` and ``/openapi.json`` describe: this function's model, else MODELFN_CARD_URIS (read once)."""
+        if self._cards is None:
+            self._cards = [self.model.card] if self.model else cards_from_environment()
+        return self._cards
+
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request; protocol errors become ``{"error": ...}`` with their status, never a traceback."""
         started = time.perf_counter()
@@ -86,7 +109,8 @@ class InferenceService:
             operation = route.operation
             if len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
                 raise payload_too_large("the request body", len(request.body))
-            outcome = self._operations[operation](request, params)
+            outcome = self._operations[operation](decode_request(request), params)
+            outcome.response = encode_response(request, outcome.response)
             encoded = _encoded_size(outcome.response)
             if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
                 raise payload_too_large("the response", encoded)
@@ -97,16 +121,20 @@ class InferenceService:
             logger.exception("inference failed", path=request.path)
             outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
         self._meter(request, operation, outcome, started)
+        if request.method == "HEAD":  # GET's status and headers, no body
+            return HttpResponse(outcome.response.status, b"", outcome.response.headers)
         return outcome.response
 
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
         path = request.path.rstrip("/") or "/"
         matches = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]
+        method = "GET" if request.method == "HEAD" else request.method  # HEAD wherever GET is served
         for route, match in matches:
-            if route.method == request.method:
+            if route.method == method:
                 return route, {k: v for k, v in match.groupdict().items() if v is not None}
         if matches:
-            raise MethodNotAllowed(request.method, path, sorted({route.method for route, _ in matches}))
+            allowed = {route.method for route, _ in matches}
+            raise MethodNotAllowed(request.method, path, sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
         raise NotFound(
             f"no route {request.method} {path}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
             "or /v1/models/{name}:predict (TensorFlow Serving)"

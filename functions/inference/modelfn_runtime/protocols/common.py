@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import BadRequest, UnsupportedMediaType
 from ..tensors import numpy_dtype
 
-JSON_TYPES = ("", "application/json", "application/octet-stream", "text/plain")
+# TF Serving and Triton parse any body as JSON: curl -d sends application/x-www-form-urlencoded by default.
+JSON_TYPES = ("", "application/json", "application/octet-stream", "text/plain", "application/x-www-form-urlencoded")
 
 
 def check_content_type(content_type: str) -> None:
