@@ -105,11 +105,18 @@ def test_head_answers_where_get_does(service):
 
 
 def test_playground_page_embeds_the_cards(service):
-    response = service.handle(get("/"))
+    response = service.handle(HttpRequest("GET", "/", Headers({"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})))
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
     page = response.body.decode()
     assert '"name":"toy"' in page and "/*MODELS*/[]" not in page
     assert "http://" not in page and "https://" not in page  # no CDN: everything is served by the function
+
+
+def test_root_answers_kserve_v1_liveness_and_status_its_readiness(service):
+    assert body_json(service.handle(get("/")))["status"] == "alive"  # kserve's v1 is_server_live
+    status = body_json(service.handle(get("/v1/models/toy")))
+    assert status["ready"] is True and status["name"] == "toy"      # kserve's v1 is_model_ready
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"  # and TF Serving's status still
 
 
 def test_server_function_reads_cards_from_the_environment(toy_dir, monkeypatch, tmp_path):

@@ -40,9 +40,15 @@ _DATA_SCHEMAS = {"number": "NumberData", "integer": "IntegerData", "boolean": "B
 def openapi_document(cards: list[ModelCard], server_version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for an API serving ``cards`` (sorted by model name)."""
     paths: dict[str, Any] = {
-        "/": {"get": _operation("playground", "The browser playground: every model, its signature and a request form.",
-                                {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
-                                tag="server")},
+        "/": {"get": _operation(
+            "playground",
+            "The browser playground (Accept: text/html): every model, its signature and a request form; "
+            'otherwise KServe v1 liveness, {"status": "alive"}.',
+            {"200": {"description": "HTML page, or liveness as JSON",
+                     "content": {"text/html": {"schema": {"type": "string"}},
+                                 "application/json": {"schema": {"type": "object", "required": ["status"],
+                                                                 "properties": {"status": {"const": "alive"}}}}}}},
+            tag="server")},
         "/openapi.json": {"get": _operation("openapi", "This document.", {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})},
                                             tag="server")},
         "/v2/health/live": {"get": _operation("live", "Server liveness.", {"200": _json_response("live", _flag("live"))}, tag="server")},
@@ -110,7 +116,8 @@ def _model(card: ModelCard) -> tuple[dict[str, Any], dict[str, Any]]:
     status = {
         "type": "object",
         "required": ["model_version_status"],
-        "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}},
+        "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}},
+                       "name": {"const": card.name}, "ready": {"type": "boolean"}},
     }
     operations = {
         f"/v2/models/{name}": ("get", "model_metadata", "Model metadata from the card (OIP).",

@@ -80,7 +80,7 @@ class InferenceService:
         self.served_models = sorted(set(served_models or []) | ({model.card.name} if model else set()))
         self.meter = meter or MetricsMeter()
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
-            "playground": lambda request, params: Outcome(playground.page(self.cards)),
+            "playground": self._root,
             "openapi": lambda request, params: Outcome(HttpResponse.json(200, openapi_document(self.cards, SERVER_VERSION))),
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
             "ready": lambda request, params: Outcome(HttpResponse.json(200, {"ready": True})),
@@ -137,7 +137,7 @@ class InferenceService:
             raise MethodNotAllowed(request.method, path, sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
         raise NotFound(
             f"no route {request.method} {path}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
-            "or /v1/models/{name}:predict (TensorFlow Serving)"
+            "or /v1/models/{name}:predict (TensorFlow Serving); GET /openapi.json lists every route"
         )
 
     def _served(self, params: dict[str, str]) -> ModelSession:
@@ -161,8 +161,16 @@ class InferenceService:
         results = _run(model, infer.inputs, infer.outputs)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
+    def _root(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        """The playground for browsers; KServe v1's liveness answer (``{"status": "alive"}``) for API clients."""
+        if "text/html" in request.headers.get("accept", ""):
+            return Outcome(playground.page(self.cards))
+        return Outcome(HttpResponse.json(200, {"status": "alive", "playground": "open / in a browser", "openapi": "/openapi.json"}))
+
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        return Outcome(HttpResponse.json(200, tfserving.model_status(self._served(params).card)))
+        card = self._served(params).card
+        # TF Serving's status, plus KServe v1's readiness keys (its client reads "ready" from this route)
+        return Outcome(HttpResponse.json(200, {**tfserving.model_status(card), "name": card.name, "ready": True}))
 
     def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         return Outcome(HttpResponse.json(200, tfserving.model_metadata(self._served(params).card)))
