@@ -31,8 +31,13 @@ class RecordingMeter:
     def __init__(self) -> None:
         self.records = []
 
+        self.flushes = 0
+
     def record(self, usage) -> None:
         self.records.append(usage)
+
+    def flush(self) -> None:
+        self.flushes += 1
 
 
 @pytest.fixture

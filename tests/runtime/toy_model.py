@@ -42,6 +42,24 @@ def write_toy_model(directory: Path, name: str = "toy", version: str = "1") -> P
         ],
         [numpy_helper.from_array(WEIGHTS, "W"), numpy_helper.from_array(np.array([1], np.int64), "axes")],
     )
+    inputs = [TensorSpec("features", "FP32", [-1, 4]), TensorSpec("ids", "INT64", [-1, 3])]
+    outputs = [TensorSpec("probs", "FP32", [-1, 3]), TensorSpec("total", "FP32", [-1, 1])]
+    return _write(directory, graph, name, version, inputs, outputs)
+
+
+def write_linear_model(directory: Path, name: str = "linear", version: str = "1") -> Path:
+    """One input ``x`` (FP32, [-1, 4]) and one output ``y = x @ WEIGHTS`` (FP32, [-1, 3]): what .npy inputs need."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(WEIGHTS, "W")],
+    )
+    return _write(directory, graph, name, version, [TensorSpec("x", "FP32", [-1, 4])], [TensorSpec("y", "FP32", [-1, 3])])
+
+
+def _write(directory: Path, graph, name: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
@@ -55,8 +73,8 @@ def write_toy_model(directory: Path, name: str = "toy", version: str = "1") -> P
         artifact=Artifact("model.onnx", hashlib.sha256(raw).hexdigest(), len(raw)),
         opset=17,
         producers={"tensorflow": "-", "keras": "-", "tf2onnx": "-", "onnx": onnx.__version__, "onnxruntime": "-"},
-        inputs=[TensorSpec("features", "FP32", [-1, 4]), TensorSpec("ids", "INT64", [-1, 3])],
-        outputs=[TensorSpec("probs", "FP32", [-1, 3]), TensorSpec("total", "FP32", [-1, 1])],
+        inputs=inputs,
+        outputs=outputs,
         parity={"samples": "generated", "batch_sizes": [1], "max_abs_diff": 0.0, "max_rel_diff": 0.0,
                 "rtol": 0.0, "atol": 0.0, "top1_agreement": 1.0, "passed": True},
         source={"kind": "python", "location": "tests/runtime/toy_model.py", "description": "hand-built ONNX graph"},

@@ -1,11 +1,20 @@
-"""The Lambda entry point: init loads the model once; each event travels
-event -> trigger adapter -> ``InferenceService.handle`` (decode -> session.run -> encode) -> response.
+"""The Lambda entry point: init loads the model once; each event travels one straight line:
+
+    trigger = triggers.pick(event)                   # the one place events are classified
+    trigger.dispatch(event, context, SERVICE)        # envelopes -> SERVICE.handle (metered once) -> reply
+
+API Gateway and direct invokes are answered per event; S3 and SQS records run as idempotent jobs (see
+``triggers/records.py`` and ``batch.py``). The meter is flushed once per invocation.
 
 Configuration (template.yaml sets these per function):
     MODEL_NAME, MODEL_VERSION   the model this function serves (unset: the API's catch-all function)
     MODEL_URI                   s3://bucket/prefix/name/version/ or a directory; default: in the package
     MODELFN_MODELS              comma-separated names of every model behind the API (for 404 hints)
+    MODELFN_CARD_URIS           the catch-all only: model directories whose cards / and /openapi.json describe
     MODELFN_EXECUTION_PROVIDER  auto (default), cpu, cuda or tensorrt
+    MODELFN_DATA_BUCKET         inbox/, requests/, outbox/, errors/ of event-triggered work
+    MODELFN_IDEMPOTENCY_TABLE   DynamoDB table of powertools idempotency records
+    MODELFN_REPLY_QUEUE_PREFIX  SQS reply queues a message may name must start with this
 """
 
 from __future__ import annotations
@@ -14,21 +23,21 @@ import os
 import time
 from typing import Any
 
+from . import triggers
 from .artifacts import default_model_uri, resolve_model_dir
-from .errors import ModelfnError
-from .http import HttpResponse
+from .cards import cards_from_environment
 from .observability import logger, metrics, tracer
 from .service import InferenceService, describe
-from .session import ModelSession
-from .triggers import direct_invoke_request, from_event, to_direct_response, to_proxy_response, trigger_of
 
 
 def load_service() -> InferenceService:
     """Build the service from the environment (the init phase of a cold start)."""
     served = [name for name in os.environ.get("MODELFN_MODELS", "").split(",") if name]
     name = os.environ.get("MODEL_NAME")
-    if not name:
-        return InferenceService(model=None, served_models=served)
+    if not name:  # the catch-all: reads only the cards (MODELFN_CARD_URIS) for / and /openapi.json
+        return InferenceService(model=None, served_models=served, cards=cards_from_environment())
+    from .session import ModelSession  # only model functions import onnxruntime
+
     version = os.environ.get("MODEL_VERSION", "1")
     started = time.perf_counter()
     model_dir = resolve_model_dir(os.environ.get("MODEL_URI") or default_model_uri(name, version))
@@ -50,17 +59,9 @@ logger.append_keys(model=os.environ.get("MODEL_NAME", "-"), version=os.environ.g
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=False)
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    request_id = getattr(context, "aws_request_id", "")
+def lambda_handler(event: Any, context: Any) -> Any:
+    trigger = triggers.pick(event)
     try:
-        trigger = trigger_of(event)
-    except ModelfnError as error:
-        return to_direct_response(HttpResponse.json(error.status, {"error": error.message}))
-    if trigger == "direct":
-        model_name = SERVICE.model.card.name if SERVICE.model else ""
-        return to_direct_response(SERVICE.handle(direct_invoke_request(event, model_name, request_id)))
-    try:
-        request = from_event(event)
-    except ModelfnError as error:
-        return to_proxy_response(HttpResponse.json(error.status, {"error": error.message}))
-    return to_proxy_response(SERVICE.handle(request))
+        return trigger.dispatch(event, context, SERVICE)
+    finally:
+        SERVICE.meter.flush()

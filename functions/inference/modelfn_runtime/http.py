@@ -41,6 +41,9 @@ class HttpRequest:
     request_id: str = ""
     trigger: str = "test"
     api_key_id: str | None = None
+    tenant: str | None = None
+    parsed: Any = None
+    """The body already decoded as JSON, when the trigger received it that way (direct invokes, SQS)."""
 
     @property
     def content_type(self) -> str:

@@ -1,8 +1,10 @@
 """Per-request metering: the one place every answered request is recorded.
 
-``InferenceService.handle`` calls ``Meter.record`` exactly once per request, success or error,
-with a ``UsageRecord``. Today that becomes CloudWatch EMF metrics; per-tenant billing (usage in
-DynamoDB keyed by API key) plugs in as another ``Meter`` without touching the request path.
+``InferenceService.handle`` calls ``Meter.record`` exactly once per request, success or error (a
+request the trigger could not even decode included), with a ``UsageRecord``; the handler calls
+``Meter.flush`` once per invocation, after every request of it was answered, so a meter may aggregate
+the requests of one invocation (an SQS batch, a chunked S3 object) before writing. ``MetricsMeter``
+writes CloudWatch EMF metrics; per-tenant billing plugs in as another ``Meter``.
 
 Example:
     >>> class PrintMeter:
@@ -33,10 +35,14 @@ class UsageRecord:
     response_bytes: int
     duration_ms: float
     api_key_id: str | None = None
+    tenant: str | None = None
+    """Who pays: the API key id (REST), the authorizer's tenant (HTTP API), or the tenant an event names."""
 
 
 class Meter(Protocol):
     def record(self, usage: UsageRecord) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class MetricsMeter:
@@ -52,3 +58,6 @@ class MetricsMeter:
             metrics.add_metric("BatchSize", MetricUnit.Count, usage.batch_size)
         if usage.status >= 400:
             metrics.add_metric("ClientErrors" if usage.status < 500 else "Errors", MetricUnit.Count, 1)
+
+    def flush(self) -> None:
+        """EMF metrics are flushed by ``metrics.log_metrics`` around the handler."""

@@ -31,8 +31,11 @@ from .observability import logger, tracer
 from .openapi import openapi_document
 from .protocols import oip, tfserving
 from .session import ModelSession
+from .triggers.base import Envelope
 
 SERVER_VERSION = "0.1.0"
+SYNCHRONOUS_TRIGGERS = ("rest", "http", "direct", "test")
+"""Requests that travel inside a Lambda payload (6 MB); S3/SQS chunks are bounded by the event machinery."""
 _MODEL = r"/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 
 
@@ -94,26 +97,38 @@ class InferenceService:
         }
 
     @property
+    def card(self) -> ModelCard | None:
+        """The served model's card; None for the catch-all function."""
+        return self.model.card if self.model else None
+
+    @property
     def cards(self) -> list[ModelCard]:
         """The cards ``/`` and ``/openapi.json`` describe: this function's model, else MODELFN_CARD_URIS (read once)."""
         if self._cards is None:
             self._cards = [self.model.card] if self.model else cards_from_environment()
         return self._cards
 
-    def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one request; protocol errors become ``{"error": ...}`` with their status, never a traceback."""
+    def handle(self, request: HttpRequest | Envelope) -> HttpResponse:
+        """Answer one request and meter it exactly once; errors become ``{"error": ...}`` with their status,
+        never a traceback. An envelope the trigger could not decode is answered with its refusal."""
         started = time.perf_counter()
+        refusal = None
+        if isinstance(request, Envelope):
+            request, refusal = request.request, request.refusal
         operation, outcome = "unrouted", Outcome(HttpResponse(500))
         try:
+            if refusal is not None:
+                raise refusal
             route, params = self._route(request)
             operation = route.operation
-            if len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the request body", len(request.body))
+            synchronous = request.trigger in SYNCHRONOUS_TRIGGERS
+            if synchronous and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the request body", len(request.body), self._model_name(params))
             outcome = self._operations[operation](decode_request(request), params)
             outcome.response = encode_response(request, outcome.response)
             encoded = _encoded_size(outcome.response)
-            if encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the response", encoded)
+            if synchronous and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the response", encoded, self._model_name(params))
         except ModelfnError as error:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
             logger.info("request refused", status=error.status, error=error.message, path=request.path)
@@ -124,6 +139,9 @@ class InferenceService:
         if request.method == "HEAD":  # GET's status and headers, no body
             return HttpResponse(outcome.response.status, b"", outcome.response.headers)
         return outcome.response
+
+    def _model_name(self, params: dict[str, str]) -> str | None:
+        return self.model.card.name if self.model else params.get("name")
 
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
         path = request.path.rstrip("/") or "/"
@@ -196,6 +214,7 @@ class InferenceService:
                 response_bytes=len(outcome.response.body),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 api_key_id=request.api_key_id,
+                tenant=request.tenant,
             )
         )
 

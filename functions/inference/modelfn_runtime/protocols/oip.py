@@ -49,9 +49,12 @@ class InferRequest:
 
 
 def decode_infer(request: HttpRequest) -> InferRequest:
-    check_content_type(request.content_type)
-    header, binary = _split_body(request)
-    payload = json_object(header, "inference request header" if binary else "request body")
+    if isinstance(request.parsed, dict):  # a trigger that received JSON already (direct invoke, SQS)
+        header, binary, payload = memoryview(b""), memoryview(b""), request.parsed
+    else:
+        check_content_type(request.content_type)
+        header, binary = _split_body(request)
+        payload = json_object(header, "inference request header" if binary else "request body")
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest('the request needs a non-empty "inputs" list of {"name", "shape", "datatype", "data"}')

@@ -1,0 +1,88 @@
+"""The record handler of event-triggered work, wrapped in powertools' idempotency (and, for SQS, batch).
+
+``JobRunner.run`` is the straight line for one record: ``inputs.envelopes`` -> ``handle`` (one metered
+request per chunk) -> ``results.Collector`` -> ``results.deliver``. ``JobRunner.idempotent`` wraps it
+in powertools' ``idempotent_function`` on the DynamoDB table ``MODELFN_IDEMPOTENCY_TABLE``, keyed by
+the job's identity (an SQS message id, or bucket/key@ETag of an S3 object), so a redelivered message or
+a retried S3 event returns the saved summary instead of producing a second, possibly different,
+output. The in-progress lock expires with the invocation's remaining time (``register_lambda_context``),
+so a record whose invocation timed out is picked up again by the next delivery.
+
+powertools' batch and idempotency utilities import boto3/botocore (about 1.2 s): they are imported on
+the first record event, never by API-only invocations.
+
+Example:
+    >>> runner = JobRunner(service.handle, card=service.model.card, settings=Settings())   # doctest: +SKIP
+    >>> runner.idempotent(context)(job)                                               # doctest: +SKIP
+    {'status': 200, 'output': 's3://data/outbox/digits/batch.npy.json', ...}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import aws, inputs, results
+from .jobs import Job, RetryableJobError, Settings
+from .modelcard import ModelCard
+from .observability import logger
+from .triggers.base import Handle
+
+Summary = dict[str, Any]
+
+
+class JobRunner:
+    def __init__(self, handle: Handle, *, card: ModelCard | None, settings: Settings) -> None:
+        self.handle = handle
+        self.card = card
+        self.settings = settings
+        self._idempotent: Callable[..., Summary] | None = None
+        self._warned = False
+
+    def run(self, job: Job) -> Summary:
+        """Run one job to its one result; RetryableJobError when it must be delivered again."""
+        collector = results.Collector()
+        for envelope in inputs.envelopes(job, self.card, self.settings):
+            response = self.handle(envelope)
+            if response.status >= 500:
+                raise RetryableJobError(f"{job.source[:120]}: the function answered {response.status}; see its logs")
+            if not collector.add(response):
+                break
+        model, version = (self.card.name, self.card.version) if self.card else (job.model, job.version or "")
+        summary = results.deliver(job, collector.outcome(), model=model, version=version, settings=self.settings)
+        log = logger.warning if summary["status"] >= 400 else logger.info
+        log("job finished", source=job.source[:200], status=summary["status"], output=summary["output"], items=summary["items"])
+        return summary
+
+    def idempotent(self, context: Any) -> Callable[[Job], Summary]:
+        """``run`` behind powertools idempotency; plain ``run`` (logged once) when no table is configured."""
+        if not self.settings.idempotency_table:
+            if not self._warned:
+                logger.warning("MODELFN_IDEMPOTENCY_TABLE is not set: redelivered events are processed again")
+                self._warned = True
+            return self.run
+        if self._idempotent is None:
+            self._idempotent = self._build()
+        self._config.register_lambda_context(context)  # in-flight locks expire with this invocation
+        wrapped = self._idempotent
+        return lambda job: wrapped(job=job.to_dict())
+
+    def _build(self) -> Callable[..., Summary]:
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
+        persistence = DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table, boto3_client=aws.client("dynamodb"))
+        self._config = IdempotencyConfig(
+            event_key_jmespath="idempotency_key",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=self.settings.idempotency_ttl_s,
+        )
+
+        @idempotent_function(data_keyword_argument="job", persistence_store=persistence, config=self._config)
+        def run(job: dict[str, Any]) -> Summary:
+            return self.run(Job.from_dict(job))
+
+        return run
