@@ -1,7 +1,8 @@
 """The cards of every model behind the API, for the function that serves ``/`` and ``/openapi.json``.
 
 That function (the API's catch-all ``ServerFunction``) loads no model; ``MODELFN_CARD_URIS`` lists the
-model directories whose ``modelcard.json`` it reads: ``s3://bucket/prefix/name/version/`` locations (only
+model directories whose ``modelcard.json`` it reads on the first request for ``/`` or ``/openapi.json``
+(never for health checks, so they never depend on the store): ``s3://bucket/prefix/name/version/`` locations (only
 the card object is read, a few KB; its IAM policy allows exactly those keys) or local directories.
 A card that cannot be read is logged and left out, so health checks never depend on it.
 
@@ -42,10 +43,13 @@ def cards_from_environment() -> list[ModelCard]:
 def _read_card(uri: str) -> bytes:
     if uri.startswith("s3://"):
         import boto3  # only the catch-all function reads S3, and only the card
+        from botocore.config import Config
 
         bucket, _, prefix = uri[len("s3://") :].partition("/")
         key = (prefix.rstrip("/") + "/" if prefix else "") + CARD_FILE
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        # a page must not hang on an unreachable store: short timeouts, one retry
+        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2})
+        return boto3.client("s3", config=config).get_object(Bucket=bucket, Key=key)["Body"].read()
     path = Path(uri)
     if not path.is_absolute():
         path = Path(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())) / path

@@ -10,7 +10,6 @@ Configuration (template.yaml sets these per function):
     MODEL_NAME, MODEL_VERSION   the model this function serves (unset: the API's catch-all function)
     MODEL_URI                   s3://bucket/prefix/name/version/ or a directory; default: in the package
     MODELFN_MODELS              comma-separated names of every model behind the API (for 404 hints)
-    MODELFN_CARD_URIS           the catch-all only: model directories whose cards / and /openapi.json describe
     MODELFN_EXECUTION_PROVIDER  auto (default), cpu, cuda or tensorrt
     MODELFN_DATA_BUCKET         inbox/, requests/, outbox/, errors/ of event-triggered work
     MODELFN_IDEMPOTENCY_TABLE   DynamoDB table of powertools idempotency records
@@ -25,7 +24,6 @@ from typing import Any
 
 from . import triggers
 from .artifacts import default_model_uri, resolve_model_dir
-from .cards import cards_from_environment
 from .observability import logger, metrics, tracer
 from .service import InferenceService, describe
 
@@ -34,8 +32,8 @@ def load_service() -> InferenceService:
     """Build the service from the environment (the init phase of a cold start)."""
     served = [name for name in os.environ.get("MODELFN_MODELS", "").split(",") if name]
     name = os.environ.get("MODEL_NAME")
-    if not name:  # the catch-all: reads only the cards (MODELFN_CARD_URIS) for / and /openapi.json
-        return InferenceService(model=None, served_models=served, cards=cards_from_environment())
+    if not name:
+        return InferenceService(model=None, served_models=served)
     from .session import ModelSession  # only model functions import onnxruntime
 
     version = os.environ.get("MODEL_VERSION", "1")
