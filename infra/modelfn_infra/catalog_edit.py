@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE
 
 from .catalog import NAME_PATTERN, Catalog, CatalogError, ModelEntry
@@ -25,7 +27,7 @@ from .catalog import NAME_PATTERN, Catalog, CatalogError, ModelEntry
 @dataclass(frozen=True)
 class CatalogChange:
     entry: ModelEntry
-    previous: str | None  # the version served before; None for a new entry
+    previous: str | None  # the version served before; None for a new entry, "" for an entry without one
     in_store: bool  # whether the store holds this version's model.onnx and modelcard.json
 
 
@@ -49,8 +51,9 @@ def add_model(catalog_path: str | Path, name: str, version: str | None = None, s
             )
     path = Path(catalog_path)
     text = path.read_text()
-    current = {entry.name: entry for entry in Catalog.read(path).models}
-    previous = current[name].version if name in current else None
+    raw = (yaml.safe_load(text) or {}).get("models") or []  # raw: an entry being fixed may not validate yet
+    current = {str(m.get("name")): str(m.get("version") or "") for m in raw if isinstance(m, dict)}
+    previous = current.get(name)
     if previous == version:
         updated = text
     elif previous is not None:

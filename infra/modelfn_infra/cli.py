@@ -74,7 +74,8 @@ def _catalog_add(args: argparse.Namespace) -> int:
     if change.previous is None:
         print(f"{args.catalog}: added {entry.name} version {entry.version}")
     elif change.previous != entry.version:
-        print(f"{args.catalog}: {entry.name} now serves version {entry.version} (was {change.previous})")
+        was = f" (was {change.previous})" if change.previous else ""
+        print(f"{args.catalog}: {entry.name} now serves version {entry.version}{was}")
     else:
         print(f"{args.catalog}: {entry.name} already serves version {entry.version}")
     if not args.no_render:

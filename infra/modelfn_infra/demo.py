@@ -85,7 +85,9 @@ def serve_and_query(model_dir: Path) -> bool:
         server = app.serve_api(port=0)
         step(f"local API Gateway on {server.url}; DigitsFunction loads its model from S3 at init")
         try:
-            return query(server.url, model_dir, app)
+            passed = query(server.url, model_dir, app)
+            report_quality(server.url, model_dir)
+            return passed
         finally:
             server.stop()
     quiet.close()
@@ -130,6 +132,18 @@ def query(url: str, model_dir: Path, app) -> bool:
         print(f"  {label:<{width}}  {value}")
     print()
     return accuracy > 0.9 and all(agreement.values())
+
+
+def report_quality(url: str, model_dir: Path) -> None:
+    """`modelfn evaluate`'s summary for the held-out split, measured through the local API."""
+    from .digits import held_out
+    from .evaluate import evaluate
+
+    x_test, y_test = held_out()
+    step(f"modelfn evaluate {MODEL} on the {len(y_test)} held-out digits (through the API; TensorFlow retrained from the card's source)")
+    result = evaluate(MODEL, {"pixels": x_test}, y_test, url, batch_size=16, store=model_dir.parent.parent)
+    print("\n".join("  " + line for line in result.summary().splitlines()) + "\n")
+    step("next: `.venv/bin/modelfn local start-api` serves models/ on http://127.0.0.1:3000 (playground at /, OpenAPI at /openapi.json)")
 
 
 def _cold_start(report) -> str:
