@@ -17,7 +17,7 @@ def modelfn(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_without_importing_tensorflow():
     result = modelfn("--help")
     assert result.returncode == 0
-    for command in ("export", "push", "template", "local"):
+    for command in ("export", "push", "catalog", "template", "local", "evaluate"):
         assert command in result.stdout
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, modelfn_infra.cli as c; c.build_parser(); print('tensorflow' in sys.modules)"],
@@ -45,4 +45,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "demo finished" in result.stdout
     assert "predictions == onnxruntime (TF Serving)   True" in result.stdout
+    accuracy = float(result.stdout.split("    accuracy", 1)[1].split()[0])  # modelfn evaluate's summary
+    assert accuracy > 0.9 and "confusion matrix" in result.stdout and "TF agreement" in result.stdout
     assert (tmp_path / "models" / "digits" / "1" / "modelcard.json").is_file()

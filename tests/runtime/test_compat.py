@@ -163,3 +163,22 @@ def test_openapi_schemas_reject_what_the_service_refuses(service, bad):
     assert not _validator(document, schema).is_valid(bad)
     path = "/v1/models/toy:predict" if "instances" in bad else "/v2/models/toy/infer"
     assert service.handle(post(path, bad)).status == 400
+
+
+def test_server_function_reads_only_the_cards_from_s3(toy_dir, monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from modelfn_runtime import aws
+
+    with mock_aws():
+        aws.reset()
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        s3.put_object(Bucket="models", Key="models/toy/1/modelcard.json", Body=(toy_dir / "modelcard.json").read_bytes())
+        monkeypatch.setenv("MODELFN_CARD_URIS", "s3://models/models/toy/1/,s3://models/models/absent/1/")
+        service = InferenceService(model=None, served_models=["toy", "absent"])
+        assert body_json(service.handle(get("/v2/health/ready")))["ready"] is True
+        assert service._cards is None  # health never touched the store
+        assert [card.name for card in service.cards] == ["toy"]
+    aws.reset()

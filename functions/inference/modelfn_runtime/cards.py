@@ -42,14 +42,11 @@ def cards_from_environment() -> list[ModelCard]:
 
 def _read_card(uri: str) -> bytes:
     if uri.startswith("s3://"):
-        import boto3  # only the catch-all function reads S3, and only the card
-        from botocore.config import Config
+        from .aws import client  # boto3 with bounded timeouts, imported on first use
 
         bucket, _, prefix = uri[len("s3://") :].partition("/")
         key = (prefix.rstrip("/") + "/" if prefix else "") + CARD_FILE
-        # a page must not hang on an unreachable store: short timeouts, one retry
-        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2})
-        return boto3.client("s3", config=config).get_object(Bucket=bucket, Key=key)["Body"].read()
+        return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     path = Path(uri)
     if not path.is_absolute():
         path = Path(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())) / path
