@@ -63,8 +63,8 @@ class Evaluation:
             f"{self.model} version {self.version} at {self.endpoint}: {len(self.labels)} examples",
             f"  accuracy          {self.accuracy:.4f}",
             f"  macro F1          {float(self.f1.mean()):.4f}",
-            "  TF agreement      " + (f"{self.tf_agreement:.4f} (served predictions == TensorFlow's)" if self.tf_agreement is not None
-                                      else f"n/a ({self.tf_note})"),
+            "  TF agreement      " + (f"{self.tf_agreement:.4f} (served predictions == TensorFlow's; {self.tf_note})"
+                                      if self.tf_agreement is not None else f"n/a ({self.tf_note})"),
             f"  latency           p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms "
             f"({len(self.latency_ms)} requests of up to {self.batch_size} examples)",
             "",
@@ -277,4 +277,5 @@ def _tf_agreement(model_dir: Path, feeds, output, predictions) -> tuple[float | 
     scores = reference.get(output)
     if scores is None:
         return None, f"the TensorFlow source has no output {output!r}"
-    return float((_classes(np.asarray(scores)) == predictions).mean()), ""
+    how = "re-ran" if source.get("kind") == "python" else "loaded"  # a python source builds (maybe trains) the model again
+    return float((_classes(np.asarray(scores)) == predictions).mean()), f"{how} {location}"
