@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from . import events
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ARCHITECTURES = ("x86_64", "arm64")
 HEADER = (
@@ -41,6 +43,9 @@ class ModelEntry:
     timeout_s: int = 10
     reserved_concurrency: int | None = 10
     architecture: str = "x86_64"
+    queue_batch_size: int = 10
+    queue_batching_window_s: int = 0
+    max_receive_count: int = 3
 
     @property
     def logical_id(self) -> str:
@@ -58,6 +63,14 @@ class ModelEntry:
             raise CatalogError(f"{where}: timeout_s must be between 1 and 900 (API Gateway answers within 29)")
         if self.architecture not in ARCHITECTURES:
             raise CatalogError(f"{where}: architecture must be one of {ARCHITECTURES}")
+        if not 1 <= self.queue_batch_size <= 10000:
+            raise CatalogError(f"{where}: queue_batch_size must be between 1 and 10000 (SQS event source limit)")
+        if not 0 <= self.queue_batching_window_s <= 300:
+            raise CatalogError(f"{where}: queue_batching_window_s must be between 0 and 300 seconds")
+        if self.queue_batch_size > 10 and self.queue_batching_window_s < 1:
+            raise CatalogError(f"{where}: a queue_batch_size over 10 needs queue_batching_window_s of at least 1 (Lambda's rule)")
+        if not 1 <= self.max_receive_count <= 1000:
+            raise CatalogError(f"{where}: max_receive_count must be between 1 and 1000 (receives before the dead-letter queue)")
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,10 @@ class Catalog:
 def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str, Any]:
     """The SAM template as a dict: a REST API, a catch-all function, and one function per model."""
     resources: dict[str, Any] = {"ModelApi": _api(), "ServerFunction": _with_model_cards(_server_function(), catalog)}
+    resources.update(events.shared_resources())
     for entry in catalog.models:
         resources[entry.logical_id] = _model_function(entry)
+        events.add_model_events(resources, entry)
     _add_head_routes(resources)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -126,13 +141,21 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
             "ApiUrl": {
                 "Description": "Base URL of the inference API (append /v2/... or /v1/...).",
                 "Value": {"Fn::Sub": "https://${ModelApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}/"},
-            }
+            },
+            **events.outputs(catalog.models),
         },
     }
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Shared sub-documents (e.g. the data bucket's name) are written out in full, never as YAML aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_template(template: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(template, sort_keys=False, width=120, default_flow_style=False)
+    return HEADER + yaml.dump(template, Dumper=_NoAliasDumper, sort_keys=False, width=120, default_flow_style=False)
 
 
 def _api() -> dict[str, Any]:
@@ -214,24 +237,24 @@ def _with_model_cards(function: dict[str, Any], catalog: Catalog) -> dict[str, A
     if not catalog.models:
         return function
     directories = [f"s3://${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/" for entry in catalog.models]
-    properties["Environment"] = {"Variables": {"MODELFN_CARD_URIS": {"Fn::Sub": ",".join(directories)}}}
+    properties.setdefault("Environment", {}).setdefault("Variables", {})["MODELFN_CARD_URIS"] = {"Fn::Sub": ",".join(directories)}
     card_keys = [
         {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/modelcard.json"}
         for entry in catalog.models
     ]
-    properties["Policies"] = [{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": card_keys}]}]
+    properties.setdefault("Policies", []).append({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": card_keys}]})
     return function
 
 
 def _add_head_routes(resources: dict[str, Any]) -> None:
     """API Gateway answers HEAD only where a method says so: give every GET route its HEAD twin."""
     for resource in resources.values():
-        events = resource.get("Properties", {}).get("Events", {})
-        for name, event in list(events.items()):
+        routes = resource.get("Properties", {}).get("Events", {})
+        for name, event in list(routes.items()):
             if event["Type"] == "Api" and event["Properties"]["Method"] == "GET":
                 twin = copy.deepcopy(event)  # no shared dicts: they would render as YAML anchors
                 twin["Properties"]["Method"] = "HEAD"
-                events[f"{name}Head"] = twin
+                routes[f"{name}Head"] = twin
 
 
 def rendered(catalog_path: str | Path) -> str:

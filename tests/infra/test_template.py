@@ -49,7 +49,7 @@ def test_adding_a_model_is_one_catalog_entry(tmp_path):
     function = yaml.safe_load(template.read_text())["Resources"]["MobileNetFunction"]["Properties"]
     assert function["MemorySize"] == 3008 and function["Architectures"] == ["arm64"]
     assert function["Environment"]["Variables"]["MODEL_VERSION"] == "3"
-    assert {e["Properties"]["Path"] for e in function["Events"].values()} == {
+    assert {e["Properties"]["Path"] for e in function["Events"].values() if e["Type"] == "Api"} == {
         "/v2/models/mobile-net", "/v2/models/mobile-net/{proxy+}", "/v1/models/mobile-net",
         "/v1/models/mobile-net:predict", "/v1/models/mobile-net/{proxy+}",
     }
@@ -87,7 +87,7 @@ def test_each_model_has_its_own_function_sized_and_configured():
         variables = properties["Environment"]["Variables"]
         assert variables["MODEL_NAME"] == entry.name and variables["MODEL_VERSION"] == entry.version
         assert "MODEL_URI" in variables
-        assert all(event["Properties"]["RestApiId"] == {"Ref": "ModelApi"} for event in properties["Events"].values())
+        assert all(event["Properties"]["RestApiId"] == {"Ref": "ModelApi"} for event in properties["Events"].values() if event["Type"] == "Api")
 
 
 def test_api_passes_binary_bodies_and_answers_protocol_errors():

@@ -306,3 +306,13 @@ def test_s3_event_without_data_bucket_is_retried_with_a_clear_reason(cloud, line
     handler.SERVICE._job_runner = None
     with pytest.raises(RetryableJobError, match="must be retried"):
         handler.lambda_handler({"Records": [put(cloud, "inbox/linear/a.npy", npy(x_rows(1)))]}, Context())
+
+
+def test_objects_larger_than_a_chunk_stream_through_tmp_and_are_memory_mapped(cloud, linear, monkeypatch):
+    monkeypatch.setenv("MODELFN_CHUNK_BYTES", "256")  # 16 rows of 4 float32 per chunk, and the object is bigger
+    handler.SERVICE._job_runner = None
+    x = x_rows(64, seed=5)
+    handler.lambda_handler({"Records": [put(cloud, "inbox/linear/large.npy", npy(x))]}, Context())
+    result, _ = read(cloud, "outbox/linear/large.npy.json")
+    np.testing.assert_allclose(np.array(result["outputs"][0]["data"], np.float32).reshape(64, 3), x @ WEIGHTS, rtol=1e-5, atol=1e-5)
+    assert [r.batch_size for r in linear.records] == [16, 16, 16, 16]

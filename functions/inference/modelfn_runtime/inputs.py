@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -81,7 +82,7 @@ def _read_npy(job: Job, card: ModelCard | None, settings: Settings) -> Iterator[
                          "put one array per input name in a .npz object instead")
     with _downloaded(job.object, settings) as path:
         try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = np.load(path, mmap_mode="r" if isinstance(path, str) else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
             raise BadRequest(f"{job.object.uri[:120]} is not a valid .npy file ({str(error)[:80]}); save it with numpy.save") from None
         yield from _array_chunks(job, {names[0]: array}, settings)
@@ -203,9 +204,13 @@ def _get_stream(obj: S3Object, settings: Settings) -> Any:
 
 
 @contextmanager
-def _downloaded(obj: S3Object, settings: Settings) -> Iterator[str]:
-    """The object in a private temporary file under /tmp, removed afterwards."""
-    _checked_size(obj, settings.max_object_bytes, "an input object")
+def _downloaded(obj: S3Object, settings: Settings) -> Iterator[Any]:
+    """The object as something ``numpy.load`` reads: in memory when it fits one chunk, else a private
+    temporary file under /tmp (streamed there in parts, memory-mapped by the reader), removed afterwards."""
+    size = _checked_size(obj, settings.max_object_bytes, "an input object")
+    if size <= settings.chunk_bytes:
+        yield io.BytesIO(_call(obj, "get_object", Bucket=obj.bucket, Key=obj.key)["Body"].read())
+        return
     handle, path = tempfile.mkstemp(prefix="modelfn-input-", suffix=Path(obj.key).suffix)
     os.close(handle)
     try:
@@ -224,8 +229,8 @@ def _call(obj: S3Object, operation: str, *args: Any, **kwargs: Any) -> Any:
         if code in ("NoSuchKey", "404", "NoSuchBucket", "NoSuchVersion"):
             raise NotFound(f"{obj.uri[:120]} does not exist (it may have been deleted after the event); put it again") from None
         if code in ("AccessDenied", "403"):
-            raise BadRequest(f"this function may not read {obj.uri[:120]}; inputs must be under the model's "
-                             "inbox/<model>/ or requests/<model>/ prefix of the data bucket") from None
+            raise NotFound(f"{obj.uri[:120]} does not exist or this function may not read it; inputs must be under the "
+                           "model's inbox/<model>/ or requests/<model>/ prefix of the data bucket") from None
         if code in PERMANENT_S3_ERRORS:
             raise BadRequest(f"{obj.uri[:120]} cannot be read ({code})") from None
         raise RetryableJobError(f"reading {obj.uri[:120]} failed ({code or type(error).__name__}): {str(error)[:120]}") from error
