@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install demo test lint template clean
+.PHONY: install demo demo-events test lint template clean
 
 install: $(INSTALLED)
 
@@ -18,6 +18,9 @@ $(INSTALLED): pyproject.toml
 
 demo: $(INSTALLED)
 	$(PY) -m modelfn_infra.demo
+
+demo-events: $(INSTALLED)
+	$(PY) -m modelfn_infra.demo_events
 
 test: $(INSTALLED)
 	$(PY) -m pytest

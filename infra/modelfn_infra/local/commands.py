@@ -200,10 +200,11 @@ def invoke(args: Namespace) -> int:
     """Print the function's response; exit 1 when the function failed (its error in one line), 2 for bad input."""
     event = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
     try:
-        with _app(args) as app:
+        with _app(args) as app, _cloud(args, app) as cloud:
             if _report_missing(app, [args.function]):
                 return 2
             response = app.invoke(args.function, event)
+            results = cloud.results() if cloud else {}
     except (KeyError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -212,13 +213,34 @@ def invoke(args: Namespace) -> int:
         print(f"error: {args.function} failed: {response['errorType']}: {message[-1]} (its log is above)", file=sys.stderr)
         return 1
     print(json.dumps(response, indent=2))
+    for key, body in results.items():
+        print(f"--- s3://{cloud.data_bucket}/{key}\n{body.decode('utf-8', 'replace')[:2000]}")
     return 0
 
 
+def _cloud(args: Namespace, app: LocalApp):
+    """A LocalCloud (moto on 127.0.0.1) when ``--moto`` was given, else a context that does nothing."""
+    from contextlib import nullcontext
+
+    if not getattr(args, "moto", False):
+        return nullcontext(None)
+    from .cloud import LocalCloud
+
+    return LocalCloud(app)
+
+
 def start_api(args: Namespace) -> int:
-    with _app(args, max_sandboxes=args.max_sandboxes) as app:
+    import signal
+
+    # SIGTERM stops the server like Ctrl-C does, so leaving the contexts below stops every sandbox and moto
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
         if _report_missing(app):
             return 2
+        if cloud:
+            cloud.deliver_in_background()
+            print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
+                  "to the functions as they arrive", flush=True)
         server = app.serve_api(args.port)
         routes = ApiProvider(app.stacks, cwd=os.getcwd()).api.routes
         for route in sorted(routes, key=lambda r: r.path):
