@@ -136,6 +136,7 @@ def run_export(args: argparse.Namespace) -> int:
             allow_uninformative_parity=args.allow_uninformative_parity,
         )
         print(format_summary(card, Path(args.out) / card.name / card.version))
+        print(next_steps(card, args.out), file=sys.stderr)
         return 0
 
     return _guard(body)
@@ -231,6 +232,22 @@ def format_summary(card: Any, directory: Any) -> str:
     rows.append(("optimization", str((card.optimization or {}).get("level", "disabled"))))
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)
+
+
+def next_steps(card: Any, out: str) -> str:
+    """What to run after an export so the new version is served (printed to stderr after the summary)."""
+    store = "" if os.path.normpath(out) == DEFAULT_STORE else f" --store {out}"
+    lines = [
+        "next steps:",
+        f"  modelfn catalog add {card.name} --version {card.version}{store}   "
+        "# point infra/catalog.yaml at this version and render template.yaml",
+        "  modelfn local start-api   # serve it on 127.0.0.1:3000 from the local store (playground at /)",
+        f"  modelfn push {card.name}/{card.version} --bucket BUCKET --prefix models/{store}   # then sam build && sam deploy",
+    ]
+    if store:
+        lines.insert(3, f"    (start-api serves {DEFAULT_STORE}/; for {out} pass --env-vars with "
+                        f'{{"<Function>": {{"MODEL_URI": "{out}/{card.name}/{card.version}"}}}})')
+    return "\n".join(lines)
 
 
 # --- standalone ----------------------------------------------------------------------------------

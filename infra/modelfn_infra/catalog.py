@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +112,14 @@ class Catalog:
 
 def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str, Any]:
     """The SAM template as a dict: a REST API, a catch-all function, and one function per model."""
-    resources: dict[str, Any] = {"ModelApi": _api(), "ServerFunction": _server_function()}
+    resources: dict[str, Any] = {"ModelApi": _api(), "ServerFunction": _with_model_cards(_server_function(), catalog)}
     resources.update(events.shared_resources())
     for entry in catalog.models:
         resources[entry.logical_id] = _model_function(entry)
         events.add_model_events(resources, entry)
     resources.update(release_resources(catalog))
     resources.update(_protection_resources())
+    _add_head_routes(resources)
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
@@ -446,6 +448,32 @@ def _security_exceptions() -> dict[str, Any]:
         "CKV_AWS_119": {"resources": ["IdempotencyTable"], "reason": "Idempotency records hold request hashes and result "
                         "locations, no payloads; DynamoDB encrypts them at rest with an AWS-owned key."},
     }}}
+def _with_model_cards(function: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
+    """The catch-all function also serves ``GET /`` (the playground) and ``GET /openapi.json``: it reads each
+    model's card (only ``modelcard.json``, a few KB, allowed key by key) from the model store."""
+    properties = function["Properties"]
+    properties["Events"]["Root"] = _route("/")
+    if not catalog.models:
+        return function
+    directories = [f"s3://${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/" for entry in catalog.models]
+    properties.setdefault("Environment", {}).setdefault("Variables", {})["MODELFN_CARD_URIS"] = {"Fn::Sub": ",".join(directories)}
+    card_keys = [
+        {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/modelcard.json"}
+        for entry in catalog.models
+    ]
+    properties.setdefault("Policies", []).append({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": card_keys}]})
+    return function
+
+
+def _add_head_routes(resources: dict[str, Any]) -> None:
+    """API Gateway answers HEAD only where a method says so: give every GET route its HEAD twin."""
+    for resource in resources.values():
+        routes = resource.get("Properties", {}).get("Events", {})
+        for name, event in list(routes.items()):
+            if event["Type"] == "Api" and event["Properties"]["Method"] == "GET":
+                twin = copy.deepcopy(event)  # no shared dicts: they would render as YAML anchors
+                twin["Properties"]["Method"] = "HEAD"
+                routes[f"{name}Head"] = twin
 
 
 def rendered(catalog_path: str | Path) -> str:

@@ -2,6 +2,7 @@
 
     modelfn export SOURCE --name NAME ...        TensorFlow/Keras -> verified ONNX artifact + model card
     modelfn push NAME[/VERSION] --bucket B       upload an exported model to S3
+    modelfn catalog add NAME [--version V]       serve an exported version: edit the catalog, render template.yaml
     modelfn template render|check                catalog (infra/catalog.yaml) -> template.yaml
     modelfn local invoke LOGICAL_ID -e EVENT     run one function through the Lambda RIE, no Docker
     modelfn local start-api [--port 3000]        API Gateway + the functions on 127.0.0.1
@@ -11,6 +12,7 @@
     modelfn tenants create|list|revoke           API keys attached to usage plans (tiers)
     modelfn usage [--tenant T] [--from D --to D] metered usage per tenant, model and day
     modelfn bill --month YYYY-MM [--plot F.png]  requests, GB-seconds, AWS cost, price and margin per tenant and model
+    modelfn evaluate NAME --data FILE.npz        accuracy, precision/recall/F1, confusion matrix, latency of an endpoint
 
 Subcommands import their heavy dependencies only when they run, so ``--help`` is instant.
 """
@@ -44,11 +46,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(commands)
     add_push_parser(commands)
+    _add_catalog_parser(commands)
     _add_template_parser(commands)
     _add_local_parser(commands)
     _add_release_parsers(commands)
     _add_billing_parsers(commands)
+    _add_evaluate_parser(commands)
     return parser
+
+
+def _add_catalog_parser(commands) -> None:
+    catalog = commands.add_parser("catalog", help="edit the model catalog (infra/catalog.yaml)")
+    actions = catalog.add_subparsers(title="actions", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add", help="serve an exported model version: add or update its catalog entry, then render template.yaml"
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--version", default=None, help="version to serve (default: the newest in the store)")
+    add.add_argument("--store", default="models", metavar="DIR", help="local model store (default models)")
+    add.add_argument("--catalog", default=DEFAULT_CATALOG)
+    add.add_argument("--template", default=DEFAULT_TEMPLATE)
+    add.add_argument("--no-render", action="store_true", help="edit the catalog only")
+    add.set_defaults(func=_catalog_add)
+
+
+def _catalog_add(args: argparse.Namespace) -> int:
+    from .catalog import CatalogError, rendered
+    from .catalog_edit import add_model
+
+    try:
+        change = add_model(args.catalog, args.name, args.version, store=args.store)
+        if not args.no_render:
+            Path(args.template).write_text(rendered(args.catalog))
+    except (CatalogError, OSError) as error:
+        return _fail(str(error))
+    entry = change.entry
+    if change.previous is None:
+        print(f"{args.catalog}: added {entry.name} version {entry.version}")
+    elif change.previous != entry.version:
+        was = f" (was {change.previous})" if change.previous else ""
+        print(f"{args.catalog}: {entry.name} now serves version {entry.version}{was}")
+    else:
+        print(f"{args.catalog}: {entry.name} already serves version {entry.version}")
+    if not args.no_render:
+        print(f"wrote {args.template}")
+    if not change.in_store:
+        print(f"note: {args.store}/{entry.name}/{entry.version} is not in the local store; `modelfn local start-api` needs it "
+              f"there (or --parameter-overrides ModelBucket=BUCKET after `modelfn push`)")
+    print(f"next: modelfn local start-api   (or: modelfn push {entry.name}/{entry.version} --bucket BUCKET --prefix models/ "
+          "&& sam build && sam deploy)")
+    return 0
+
+
+def _add_evaluate_parser(commands) -> None:
+    from .evaluate import add_evaluate_parser
+
+    add_evaluate_parser(commands)
 
 
 def _add_template_parser(commands) -> None:

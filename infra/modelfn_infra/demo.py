@@ -136,7 +136,9 @@ def serve_and_query(model_dir: Path, tenants: dict, tenants_file: Path) -> bool:
         step(f"local API Gateway on {server.url} (API keys required on model routes); "
              "DigitsFunction loads its model from S3 at init")
         try:
-            return query(server.url, model_dir, app, tenants[TENANT].key, tenants[FREE_TENANT].key)
+            passed = query(server.url, model_dir, app, tenants[TENANT].key, tenants[FREE_TENANT].key)
+            report_quality(server.url, model_dir, tenants[TENANT].key)
+            return passed
         finally:
             server.stop()
     quiet.close()
@@ -216,6 +218,18 @@ def how_to(model_dir: Path, tenant, tenants_file: Path) -> None:
     print("      -H 'Content-Type: application/json' -d @- http://127.0.0.1:3000/v1/models/digits:predict")
     print("  more keys: .venv/bin/modelfn tenants create NAME --plan free|pro --local")
     print()
+
+
+def report_quality(url: str, model_dir: Path, key: str) -> None:
+    """`modelfn evaluate`'s summary for the held-out split, measured through the local API."""
+    from .digits import held_out
+    from .evaluate import evaluate
+
+    x_test, y_test = held_out()
+    step(f"modelfn evaluate {MODEL} on the {len(y_test)} held-out digits (through the API; TensorFlow retrained from the card's source)")
+    result = evaluate(MODEL, {"pixels": x_test}, y_test, url, batch_size=16, store=model_dir.parent.parent, api_key=key)
+    print("\n".join("  " + line for line in result.summary().splitlines()) + "\n")
+    step("next: `.venv/bin/modelfn local start-api` serves models/ on http://127.0.0.1:3000 (playground at /, OpenAPI at /openapi.json)")
 
 
 def _cold_start(report) -> str:

@@ -17,7 +17,7 @@ def modelfn(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_without_importing_tensorflow():
     result = modelfn("--help")
     assert result.returncode == 0
-    for command in ("export", "push", "template", "local"):
+    for command in ("export", "push", "catalog", "template", "local", "evaluate"):
         assert command in result.stdout
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, modelfn_infra.cli as c; c.build_parser(); print('tensorflow' in sys.modules)"],
@@ -48,6 +48,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "predictions == onnxruntime (TF Serving)   True" in result.stdout
     assert "403 Forbidden: missing or invalid API key" in result.stdout and "429" in result.stdout  # keys and plans
     assert "bill for " in result.stdout and "curl -s -H 'x-api-key: " in result.stdout
+    accuracy = float(result.stdout.split("    accuracy", 1)[1].split()[0])  # modelfn evaluate's summary
+    assert accuracy > 0.9 and "confusion matrix" in result.stdout and "TF agreement" in result.stdout
     assert (tmp_path / "models" / "digits" / "1" / "modelcard.json").is_file()
 
 

@@ -59,6 +59,7 @@ def local_env(digits_store, toy_store) -> dict:
     return {
         "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")},
         "ToyFunction": {"MODEL_URI": str(toy_store / "toy" / "1")},
+        "ServerFunction": {"MODELFN_CARD_URIS": f"{digits_store / 'digits' / '1'},{toy_store / 'toy' / '1'}"},
     }
 
 

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import playground
+from .cards import cards_from_environment
+from .encoding import decode_request, encode_response
 from .errors import (
     LAMBDA_SYNC_PAYLOAD_LIMIT,
     MethodNotAllowed,
@@ -33,6 +36,7 @@ from .limits import Limits
 from .metering import Meter, MetricsMeter, UsageRecord
 from .modelcard import ModelCard
 from .observability import logger, subsegment
+from .openapi import openapi_document
 from .payloads import PayloadLog
 from .protocols.server import server_metadata
 from .triggers.base import Envelope
@@ -58,6 +62,8 @@ class Route:
 ROUTES = [
     Route(method, re.compile(pattern), operation)
     for method, pattern, operation in [
+        ("GET", r"/", "playground"),
+        ("GET", r"/openapi.json", "openapi"),
         ("GET", r"/v2/health/live", "live"),
         ("GET", r"/v2/health/ready", "ready"),
         ("GET", r"/v2", "server_metadata"),
@@ -99,12 +105,14 @@ class InferenceService:
         model: ModelSession | None,
         served_models: list[str] | None = None,
         meter: Meter | None = None,
+        cards: list[ModelCard] | None = None,
         *,
         limits: Limits | None = None,
         unavailable: Unavailable | None = None,
         payload_log: PayloadLog | None = None,
     ):
         self.model = model
+        self._cards = cards
         self.unavailable = unavailable
         own = {model.card.name} if model else ({unavailable.name} if unavailable else set())
         self.served_models = sorted(set(served_models or []) | own)
@@ -112,6 +120,8 @@ class InferenceService:
         self.limits = limits or Limits()
         self.payload_log = payload_log or PayloadLog()  # off unless the function opts in (MODELFN_PAYLOAD_LOG_RATE)
         self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
+            "playground": self._root,
+            "openapi": lambda request, params: Outcome(HttpResponse.json(200, openapi_document(self.cards, SERVER_VERSION))),
             "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
             "ready": self._ready,
             "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, server_metadata(SERVER_VERSION))),
@@ -127,6 +137,13 @@ class InferenceService:
     def card(self) -> ModelCard | None:
         """The served model's card; None for the catch-all function."""
         return self.model.card if self.model else None
+
+    @property
+    def cards(self) -> list[ModelCard]:
+        """The cards ``/`` and ``/openapi.json`` describe: this function's model, else MODELFN_CARD_URIS (read once)."""
+        if self._cards is None:
+            self._cards = [self.model.card] if self.model else cards_from_environment()
+        return self._cards
 
     def handle(self, request: HttpRequest | Envelope) -> HttpResponse:
         """Answer one request and meter it exactly once; errors become ``{"error": ...}`` with their status,
@@ -144,7 +161,8 @@ class InferenceService:
             synchronous = request.trigger in SYNCHRONOUS_TRIGGERS
             if synchronous and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
                 raise payload_too_large("the request body", len(request.body), self._model_name(params))
-            outcome = self._operations[operation](request, params)
+            outcome = self._operations[operation](decode_request(request), params)
+            outcome.response = encode_response(request, outcome.response)
         except ModelfnError as error:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
             logger.info("request refused", status=error.status, error=error.message, path=clip(request.path))
@@ -158,6 +176,8 @@ class InferenceService:
             outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}), outcome.batch_size)
         self.payload_log.maybe_log(request, outcome.response)
         self._meter(request, operation, outcome, started)
+        if request.method == "HEAD":  # GET's status and headers, no body
+            return HttpResponse(outcome.response.status, b"", outcome.response.headers)
         return outcome.response
 
     def _model_name(self, params: dict[str, str]) -> str | None:
@@ -166,14 +186,16 @@ class InferenceService:
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
         path = request.path.rstrip("/") or "/"
         matches = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]
+        method = "GET" if request.method == "HEAD" else request.method  # HEAD wherever GET is served
         for route, match in matches:
-            if route.method == request.method:
+            if route.method == method:
                 return route, {k: v for k, v in match.groupdict().items() if v is not None}
         if matches:
-            raise MethodNotAllowed(request.method, path, sorted({route.method for route, _ in matches}))
+            allowed = {route.method for route, _ in matches}
+            raise MethodNotAllowed(request.method, path, sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
         raise NotFound(
             f"no route {clip(request.method)} {clip(path)}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
-            "or /v1/models/{name}:predict (TensorFlow Serving)"
+            "or /v1/models/{name}:predict (TensorFlow Serving); GET /openapi.json lists every route"
         )
 
     def _served(self, params: dict[str, str], request: HttpRequest | None = None) -> ModelSession:
@@ -213,11 +235,19 @@ class InferenceService:
         results = _run(model, infer.inputs, infer.outputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
         return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
 
+    def _root(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
+        """The playground for browsers; KServe v1's liveness answer (``{"status": "alive"}``) for API clients."""
+        if "text/html" in request.headers.get("accept", ""):
+            return Outcome(playground.page(self.cards))
+        return Outcome(HttpResponse.json(200, {"status": "alive", "playground": "open / in a browser", "openapi": "/openapi.json"}))
+
     def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params, request)
         from .protocols import tfserving
 
-        return Outcome(HttpResponse.json(200, tfserving.model_status(model.card)))
+        card = model.card
+        # TF Serving's status, plus KServe v1's readiness keys (its client reads "ready" from this route)
+        return Outcome(HttpResponse.json(200, {**tfserving.model_status(card), "name": card.name, "ready": True}))
 
     def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params, request)

@@ -33,8 +33,10 @@ from samcli.local.apigw.exceptions import LambdaResponseParseException  # noqa: 
 from samcli.local.apigw.local_apigw_service import LocalApigwService  # noqa: E402
 from samcli.local.apigw.route import Route  # noqa: E402
 from samcli.local.apigw.service_error_responses import ServiceErrorResponses  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from modelfn_export.defaults import DEFAULT_STORE  # noqa: E402
 from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT, payload_too_large  # noqa: E402
 from modelfn_runtime.usage import USAGE_TABLE_ENV  # noqa: E402
 
@@ -42,6 +44,7 @@ from ..catalog import API_KEY_HEADER  # noqa: E402
 from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants  # noqa: E402
 from .apikeys import ApiKeyGate, Refused, plans_from_template  # noqa: E402
 from .sandbox import HostLambdaRuntime  # noqa: E402
+from .store import local_store_env, missing_models, resolve_relative  # noqa: E402
 
 DEFAULT_REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -59,6 +62,7 @@ class LocalApp:
         python: str = sys.executable,
         max_sandboxes: int = 2,
         log_stream=None,
+        model_store: str | Path | None = None,
     ) -> None:
         for name, value in {"AWS_DEFAULT_REGION": DEFAULT_REGION, **FAKE_CREDENTIALS}.items():
             os.environ.setdefault(name, value)
@@ -66,6 +70,13 @@ class LocalApp:
         stacks, _ = SamLocalStackProvider.get_stacks(str(template), parameter_overrides=parameter_overrides or {})
         self.stacks = stacks
         self.functions = SamFunctionProvider(stacks)
+        # template variables per function; local paths in overrides resolve against the project root
+        self.variables = {f.name: dict((f.environment or {}).get("Variables") or {}) for f in self.functions.get_all()}
+        self.model_store = Path(model_store).resolve() if model_store is not None else None
+        env_vars = env_vars or {}
+        if self.model_store is not None:
+            env_vars = local_store_env(self.variables, self.model_store, env_vars)
+        self.env_vars = resolve_relative(env_vars, template.parent)
         self.runtime = HostLambdaRuntime(python=python, max_sandboxes=max_sandboxes)
         self.runner = LocalLambdaRunner(
             local_runtime=self.runtime,
@@ -73,7 +84,7 @@ class LocalApp:
             cwd=str(template.parent),
             real_path=str(template.parent),
             aws_region=os.environ["AWS_DEFAULT_REGION"],
-            env_vars_values=_without_deployed_tables(env_vars),
+            env_vars_values=_without_deployed_tables(self.env_vars),
         )
         self.log = StreamWriter(log_stream or sys.stderr, auto_flush=True)
 
@@ -85,6 +96,10 @@ class LocalApp:
 
     def close(self) -> None:
         self.runtime.close()
+
+    def missing_models(self, functions: list[str] | None = None) -> list[str]:
+        """One line per model (of ``functions``) whose local model directory is incomplete."""
+        return missing_models(self.variables, self.env_vars, functions)
 
     def invoke(self, function: str, event: dict[str, Any] | str) -> Any:
         """Invoke one function by logical id and return its decoded JSON response."""
@@ -141,6 +156,9 @@ class ApiGatewayService(LocalApigwService):
     def create(self):
         super().create()
         self._app.register_error_handler(FunctionError, lambda error: ServiceErrorResponses.lambda_failure_response())
+        # The deployed API maps MISSING_AUTHENTICATION_TOKEN (no such route) to a JSON 404; SAM answers 403.
+        for status in (404, 405):
+            self._app.register_error_handler(status, _no_route)
 
     def _invoke_lambda_function(self, lambda_function_name, event, tenant_id=None):
         try:
@@ -160,6 +178,13 @@ class ApiGatewayService(LocalApigwService):
             if "*/*" in binary_types or content_type in binary_types:
                 body = base64.b64decode(body)
         return status, headers, body
+
+
+def _no_route(error: HTTPException):
+    from flask import jsonify, make_response, request
+
+    message = f"no route {request.method} {request.path}; see GET / or GET /openapi.json for this API's routes"
+    return make_response(jsonify({"error": message}), 404)
 
 
 class ApiServer:
@@ -208,10 +233,13 @@ class ApiServer:
 
 
 def invoke(args: Namespace) -> int:
+    """Print the function's response; exit 1 when the function failed (its error in one line), 2 for bad input."""
     event = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
     stop_on_signals()
     try:
         with _app(args) as app, _cloud(args, app) as cloud:
+            if _report_missing(app, [args.function]):
+                return 2
             response = app.invoke(args.function, event)
             results = cloud.results() if cloud else {}
     except (KeyError, ValueError, OSError) as error:
@@ -223,6 +251,10 @@ def invoke(args: Namespace) -> int:
     print(json.dumps(response, indent=2))
     for key, body in results.items():
         print(f"--- s3://{cloud.data_bucket}/{key}\n{body.decode('utf-8', 'replace')[:2000]}")
+    if isinstance(response, dict) and "errorType" in response and "statusCode" not in response:
+        message = str(response.get("errorMessage", "")).strip().splitlines() or [""]
+        print(f"error: {args.function} failed: {response['errorType']}: {message[-1]} (its log is above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -250,6 +282,8 @@ def stop_on_signals() -> None:
 def start_api(args: Namespace) -> int:
     stop_on_signals()  # SIGTERM/SIGHUP: leaving the contexts below stops every sandbox and moto
     with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
+        if _report_missing(app):
+            return 2
         if cloud:
             cloud.deliver_in_background()
             print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
@@ -261,7 +295,8 @@ def start_api(args: Namespace) -> int:
         if server.gate is not None and server.gate.required:
             print(f"API keys from {args.tenants} are required on model routes (x-api-key header); "
                   "create one with `modelfn tenants create NAME --plan PLAN --local`")
-        print(f"API listening on {server.url} (Ctrl-C to stop)", flush=True)
+        print(f"API listening on {server.url} (Ctrl-C to stop); playground: {server.url}/, OpenAPI: {server.url}/openapi.json",
+              flush=True)
         try:
             server.wait(args.idle_shutdown)
         finally:
@@ -280,4 +315,17 @@ def _without_deployed_tables(env_vars: dict[str, Any] | None) -> dict[str, Any]:
 def _app(args: Namespace, **kwargs: Any) -> LocalApp:
     env_vars = json.loads(Path(args.env_vars).read_text()) if args.env_vars else None
     overrides = dict(item.split("=", 1) for item in args.parameter_overrides)
-    return LocalApp(args.template, env_vars=env_vars, parameter_overrides=overrides, python=args.python, **kwargs)
+    store = None
+    if "ModelBucket" not in overrides:
+        store = Path(args.template).resolve().parent / DEFAULT_STORE
+        print(f"serving models from the local store {store}/<name>/<version>/ "
+              "(--parameter-overrides ModelBucket=BUCKET serves them from S3)", file=sys.stderr)
+    return LocalApp(args.template, env_vars=env_vars, parameter_overrides=overrides, python=args.python,
+                    model_store=store, **kwargs)
+
+
+def _report_missing(app: LocalApp, functions: list[str] | None = None) -> bool:
+    problems = app.missing_models(functions)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return bool(problems)

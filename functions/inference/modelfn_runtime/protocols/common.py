@@ -31,7 +31,8 @@ from ..limits import MAX_DIMENSION, Limits
 from ..modelcard import TensorSpec
 from ..tensors import element_count, numpy_dtype
 
-JSON_TYPES = ("", "application/json", "application/octet-stream", "text/plain")
+# TF Serving and Triton parse any body as JSON: curl -d sends application/x-www-form-urlencoded by default.
+JSON_TYPES = ("", "application/json", "application/octet-stream", "text/plain", "application/x-www-form-urlencoded")
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 

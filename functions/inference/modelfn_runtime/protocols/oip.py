@@ -42,6 +42,7 @@ class InferRequest:
     binary_outputs: set[str] = field(default_factory=set)
     binary_by_default: bool = False
     id: str | None = None
+    classification: dict[str, int] = field(default_factory=dict)
 
     def wants_binary(self, output: str) -> bool:
         return output in self.binary_outputs or (self.outputs is None and self.binary_by_default)
@@ -86,12 +87,14 @@ def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = 
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f'"id" must be a string, got {type(request_id).__name__}')
-    return InferRequest(inputs, outputs, binary_outputs, binary_by_default, request_id)
+    return InferRequest(inputs, outputs, binary_outputs, binary_by_default, request_id, _classification(payload))
 
 
 def encode_infer(card: ModelCard, infer: InferRequest, results: dict[str, np.ndarray]) -> HttpResponse:
     outputs, chunks = [], []
     for name, array in results.items():
+        if name in infer.classification:
+            array = classify(array, infer.classification[name], _labels(card, name))
         tensor: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
         if infer.wants_binary(name):
             raw = to_binary(array)
@@ -108,6 +111,31 @@ def encode_infer(card: ModelCard, infer: InferRequest, results: dict[str, np.nda
         return HttpResponse(200, header, {"Content-Type": "application/json"})
     headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
     return HttpResponse(200, header + b"".join(chunks), headers, binary=True)
+
+
+def classify(scores: np.ndarray, count: int, labels: list[str] | None = None) -> np.ndarray:
+    """Triton's classification extension: the ``count`` highest scores of each example, best first, as
+    ``"score:index"`` (``"score:index:label"`` when the card names the classes) BYTES, shape ``[batch, count]``.
+
+    Example:
+        >>> classify(np.array([[0.1, 0.7, 0.2]], np.float32), 2).tolist()
+        [[b'0.700000:1', b'0.200000:2']]
+    """
+    if scores.dtype.kind not in "biuf" or scores.ndim == 0:
+        raise BadRequest("classification needs a numeric output with a class dimension")
+    rows = scores.reshape(scores.shape[0], -1) if scores.ndim > 1 else scores.reshape(1, -1)
+    classes = rows.shape[1]
+    if count > classes:
+        raise BadRequest(f"classification asks for the top {count} classes but the output has only {classes}; lower class_count")
+    top = np.argsort(-rows, axis=1, kind="stable")[:, :count]
+    result = np.empty(top.shape, dtype=object)
+    for row, indices in enumerate(top):
+        for column, index in enumerate(indices):
+            text = f"{float(rows[row, index]):f}:{int(index)}"  # std::to_string's six decimals, as Triton prints
+            if labels and index < len(labels):
+                text += f":{labels[index]}"
+            result[row, column] = text.encode()
+    return result if scores.ndim > 1 else result.reshape(count)
 
 
 def model_metadata(card: ModelCard) -> dict[str, Any]:
@@ -175,6 +203,27 @@ def _input_data(
     if "data" not in raw:
         raise BadRequest(f'input {name!r} has no "data" and no "parameters.binary_data_size"')
     return tensor_from_json(name, raw["data"], spec, limits, declared=shape), 0
+
+
+def _classification(payload: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for output in payload.get("outputs") or []:
+        parameters = output.get("parameters") if isinstance(output, dict) else None
+        count = parameters.get("classification") if isinstance(parameters, dict) else None
+        if count is None:
+            continue
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise BadRequest(f"output {output['name']!r}: classification must be a positive integer (the top-k count), got {count!r}")
+        counts[output["name"]] = count
+    return counts
+
+
+def _labels(card: ModelCard, output: str) -> list[str] | None:
+    """Class labels from the card's optional ``labels`` (a list, or a mapping output name -> list)."""
+    labels = card.extra.get("labels")
+    if isinstance(labels, dict):
+        labels = labels.get(output)
+    return [str(label) for label in labels] if isinstance(labels, list) else None
 
 
 def _requested_outputs(payload: dict[str, Any], binary_default: bool) -> tuple[list[str] | None, set[str]]:

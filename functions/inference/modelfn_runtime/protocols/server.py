@@ -5,14 +5,16 @@ must stay free of them.
 
 Example:
     >>> server_metadata("0.1.0")["extensions"]
-    ['binary_tensor_data']
+    ['binary_tensor_data', 'classification']
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "classification"]
+SIGNATURE = "serving_default"
+"""The one TF Serving signature a modelfn model serves."""
 
 
 def server_metadata(version: str) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from ..http import HttpRequest
 from ..limits import Limits
 from ..modelcard import ModelCard, TensorSpec
 from .common import check_content_type, json_object, json_value, tensor_from_json
+from .server import SIGNATURE
 
-SIGNATURE = "serving_default"
 DT_TYPES = {
     "BOOL": "DT_BOOL", "UINT8": "DT_UINT8", "UINT16": "DT_UINT16", "UINT32": "DT_UINT32", "UINT64": "DT_UINT64",
     "INT8": "DT_INT8", "INT16": "DT_INT16", "INT32": "DT_INT32", "INT64": "DT_INT64",
