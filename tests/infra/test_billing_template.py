@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from modelfn_infra.catalog import Catalog, CatalogError, render_template
 
 from ..conftest import REPO
+from .sam import sam_transform
 
 CATALOG = REPO / "infra" / "catalog.yaml"
 
 
 def transformed() -> dict:
-    from samtranslator.translator.transform import transform
-
-    class Plugins:
-        def load(self):
-            return {}
-
-    template = yaml.safe_load((REPO / "template.yaml").read_text())
-    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/inference.zip"
-    return transform(template, {"ModelBucket": "bucket"}, Plugins())["Resources"]
+    return sam_transform(parameters={"ModelBucket": "bucket"})["Resources"]
 
 
 def test_every_model_route_needs_an_api_key_and_health_does_not():

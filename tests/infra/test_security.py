@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from ..conftest import REPO
+from .sam import sam_transform
 
 TEMPLATE = REPO / "template.yaml"
 CHECKOV = REPO / ".venv" / "tools" / "bin" / "checkov"
@@ -23,17 +23,8 @@ CHECKOV = REPO / ".venv" / "tools" / "bin" / "checkov"
 
 def transformed(tmp_path: Path) -> Path:
     """template.yaml as CloudFormation sees it after the SAM transform, written to JSON."""
-    from samtranslator.translator.transform import transform
-
-    class Plugins:  # managed-policy lookups are not needed: the template names no managed policies in SAM policies
-        def load(self):
-            return {}
-
-    template = yaml.safe_load(TEMPLATE.read_text())
-    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/inference.zip"
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     path = tmp_path / "transformed.json"
-    path.write_text(json.dumps(transform(template, {"ModelBucket": "models-bucket"}, Plugins())))
+    path.write_text(json.dumps(sam_transform()))
     return path
 
 
@@ -90,7 +81,10 @@ def test_each_function_reads_only_its_own_model_prefix(cloudformation):
     on_models = [s for s in statements if "ModelBucket" in json.dumps(s["Resource"])]
     assert not any("s3:*" in s["Action"] or "s3:PutObject" in s["Action"] for s in on_models), "models are read-only"
     server = cloudformation["Resources"]["ServerFunctionRole"]["Properties"]
-    assert not any("s3:GetObject" in s["Action"] for p in server.get("Policies", []) for s in p["PolicyDocument"]["Statement"])
+    server_reads = [s for p in server.get("Policies", []) for s in p["PolicyDocument"]["Statement"] if "s3:GetObject" in s["Action"]]
+    resources = [r for s in server_reads for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    # the catch-all reads the model cards (for / and /openapi.json), never an artifact
+    assert resources and all(json.dumps(r).endswith('/modelcard.json"}') for r in resources), resources
 
 
 def test_stage_is_throttled_and_access_logged(cloudformation):
@@ -110,9 +104,13 @@ def test_no_route_returns_weights():
 
     assert {route.operation for route in ROUTES} == {
         "live", "ready", "server_metadata", "model_metadata", "model_ready", "infer", "status", "metadata", "predict",
+        "playground", "openapi",
     }
-    text = (REPO / "functions" / "inference" / "modelfn_runtime" / "service.py").read_text()
-    assert "model.onnx" not in text and "read_bytes" not in text
+    runtime = REPO / "functions" / "inference" / "modelfn_runtime"
+    for module in ("service.py", "openapi.py", "playground.py", "cards.py"):
+        text = (runtime / module).read_text()
+        assert "model.onnx" not in text and "ARTIFACT_FILE" not in text, module
+    assert "read_bytes" not in (runtime / "service.py").read_text()
 
 
 def test_lambda_functions_log_no_payload_by_default():

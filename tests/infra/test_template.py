@@ -12,6 +12,7 @@ import yaml
 from modelfn_infra.catalog import Catalog, CatalogError, drift, render_template
 
 from ..conftest import REPO
+from .sam import sam_transform
 
 CATALOG = REPO / "infra" / "catalog.yaml"
 TEMPLATE = REPO / "template.yaml"
@@ -116,18 +117,7 @@ def test_cfn_lint_is_clean():
 
 
 def test_sam_transform_gives_each_model_route_its_own_function():
-    from samtranslator.translator.transform import transform
-
-    class Plugins:  # the managed-policy loader is only needed for named IAM policies, which the template avoids
-        def load(self):
-            return {}
-
-    template = yaml.safe_load(TEMPLATE.read_text())
-    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/inference.zip"  # what `sam package` uploads
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
-    cloudformation = transform(template, {"ModelBucket": "bucket"}, Plugins())
+    cloudformation = sam_transform()
     resources = cloudformation["Resources"]
     swagger = next(r for r in resources.values() if r["Type"] == "AWS::ApiGateway::RestApi")["Properties"]["Body"]
     predict = swagger["paths"]["/v1/models/digits:predict"]["post"]["x-amazon-apigateway-integration"]["uri"]
