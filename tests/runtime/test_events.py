@@ -260,6 +260,10 @@ def test_sqs_batch_reports_only_transient_failures(cloud, linear):
     assert all(count == 1 for count in versions(cloud, "").values())
 
 
+LOCK_MS = 4000
+"""The dead invocation's remaining time: wide enough that the immediate retry still finds the lock on a busy machine."""
+
+
 def test_timeout_mid_batch_recovers_without_duplicates(cloud, linear, monkeypatch):
     records = [sqs_record(f"t{i}", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [i, 0, 0, 0]}]})
                for i in range(4)]
@@ -278,12 +282,12 @@ def test_timeout_mid_batch_recovers_without_duplicates(cloud, linear, monkeypatc
     monkeypatch.setattr(service, "handle", handle_then_time_out)
     service._job_runner = None
     with pytest.raises(SandboxTimeout):
-        handler.lambda_handler({"Records": records}, Context("req-1", remaining_ms=1000))
+        handler.lambda_handler({"Records": records}, Context("req-1", remaining_ms=LOCK_MS))
     monkeypatch.setattr(service, "handle", real_handle)
     service._job_runner = None
     retry = handler.lambda_handler({"Records": records}, Context("req-2"))
     assert retry == {"batchItemFailures": [{"itemIdentifier": "t2"}]}  # still locked by the dead invocation
-    time.sleep(1.1)  # the lock expires with the dead invocation's remaining time
+    time.sleep(LOCK_MS / 1000 + 0.2)  # the lock expires with the dead invocation's remaining time
     assert handler.lambda_handler({"Records": records}, Context("req-3")) == {"batchItemFailures": []}
     assert versions(cloud, "outbox/") == {f"outbox/linear/messages/t{i}.json": 1 for i in range(4)}
 
