@@ -260,6 +260,10 @@ def test_sqs_batch_reports_only_transient_failures(cloud, linear):
     assert all(count == 1 for count in versions(cloud, "").values())
 
 
+LOCK_MS = 4000
+"""The dead invocation's remaining time: wide enough that the immediate retry still finds the lock on a busy machine."""
+
+
 def test_timeout_mid_batch_recovers_without_duplicates(cloud, linear, monkeypatch):
     records = [sqs_record(f"t{i}", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [i, 0, 0, 0]}]})
                for i in range(4)]
@@ -278,12 +282,12 @@ def test_timeout_mid_batch_recovers_without_duplicates(cloud, linear, monkeypatc
     monkeypatch.setattr(service, "handle", handle_then_time_out)
     service._job_runner = None
     with pytest.raises(SandboxTimeout):
-        handler.lambda_handler({"Records": records}, Context("req-1", remaining_ms=1000))
+        handler.lambda_handler({"Records": records}, Context("req-1", remaining_ms=LOCK_MS))
     monkeypatch.setattr(service, "handle", real_handle)
     service._job_runner = None
     retry = handler.lambda_handler({"Records": records}, Context("req-2"))
     assert retry == {"batchItemFailures": [{"itemIdentifier": "t2"}]}  # still locked by the dead invocation
-    time.sleep(1.1)  # the lock expires with the dead invocation's remaining time
+    time.sleep(LOCK_MS / 1000 + 0.2)  # the lock expires with the dead invocation's remaining time
     assert handler.lambda_handler({"Records": records}, Context("req-3")) == {"batchItemFailures": []}
     assert versions(cloud, "outbox/") == {f"outbox/linear/messages/t{i}.json": 1 for i in range(4)}
 
@@ -316,3 +320,30 @@ def test_objects_larger_than_a_chunk_stream_through_tmp_and_are_memory_mapped(cl
     result, _ = read(cloud, "outbox/linear/large.npy.json")
     np.testing.assert_allclose(np.array(result["outputs"][0]["data"], np.float32).reshape(64, 3), x @ WEIGHTS, rtol=1e-5, atol=1e-5)
     assert [r.batch_size for r in linear.records] == [16, 16, 16, 16]
+
+
+def test_results_are_spooled_so_memory_holds_one_chunk_not_the_result():
+    """200 chunks of 1,000 rows: the merged result (600,000 numbers, ~4 MB of JSON) never sits in memory."""
+    import tracemalloc
+
+    from modelfn_runtime.http import HttpResponse
+    from modelfn_runtime.results import Collector
+
+    chunk = np.random.default_rng(0).random((1000, 3), dtype=np.float32)
+    answer = HttpResponse.json(200, {"model_name": "linear", "model_version": "1",
+                                     "outputs": [{"name": "y", "datatype": "FP32", "shape": [1000, 3], "data": chunk.ravel().tolist()}]})
+    tracemalloc.start()
+    try:
+        with Collector() as collector:
+            for _ in range(200):
+                assert collector.add(answer)
+            outcome = collector.finish()
+            _, peak = tracemalloc.get_traced_memory()
+            size = outcome.body_size()
+            with open(outcome.path) as handle:
+                head = handle.read(200)
+    finally:
+        tracemalloc.stop()
+    assert outcome.items == 200_000 and size > 3_000_000
+    assert head.startswith('{"model_name":"linear","model_version":"1","outputs":[{"name":"y","datatype":"FP32","shape":[200000,3],"data":[')
+    assert peak < 2_000_000, f"peak {peak} bytes: the result was held in memory"

@@ -232,3 +232,23 @@ def test_emf_metrics_and_structured_logs(toy_dir, tmp_path):
     refused = next(line for line in lines if line.get("message") == "request refused")
     assert refused["status"] == 400 and refused["function_request_id"] == "req-ctx"
     assert refused["cold_start"] is False and refused["model"] == "toy" and refused["version"] == "1"
+
+
+def test_tensorrt_is_offered_only_when_libnvinfer_loads(monkeypatch):
+    """onnxruntime-gpu lists TensorRT without libnvinfer; offering it then costs an "EP Error" and a retry per session."""
+    all_gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(providers.ort, "get_available_providers", lambda: all_gpu)
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(providers, "tensorrt_available", lambda: False)
+    assert providers.requested_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers.requested_providers("tensorrt") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(providers, "tensorrt_available", lambda: True)
+    assert providers.requested_providers("auto") == all_gpu
+
+
+def test_cuda_runs_without_tf32_unless_asked(monkeypatch):
+    names = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers.provider_options(names) == [{"use_tf32": "0"}, {}]
+    monkeypatch.setenv("MODELFN_CUDA_TF32", "1")
+    assert providers.provider_options(names) == [{"use_tf32": "1"}, {}]
+    assert providers.tensorrt_available() in (True, False)  # really probes the library; none on CPU machines

@@ -55,7 +55,8 @@ class ModelSession:
                 f"{model_path} has sha256 {digest} but its card records {card.artifact.sha256}; re-export or re-push the model"
             )
         options = providers.session_options(threads)
-        session = ort.InferenceSession(str(model_path), options, providers=providers.requested_providers(preference))
+        names = providers.requested_providers(preference)
+        session = ort.InferenceSession(str(model_path), options, providers=names, provider_options=providers.provider_options(names))
         model = cls(card, session, session.get_providers()[0], options.intra_op_num_threads, model_dir)
         model._check_signature()
         return model
