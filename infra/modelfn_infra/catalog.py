@@ -263,7 +263,7 @@ ACCESS_LOG_FORMAT = (
     '{"requestId":"$context.requestId","apiKeyId":"$context.identity.apiKeyId","method":"$context.httpMethod",'
     '"path":"$context.path","status":"$context.status","latencyMs":"$context.responseLatency",'
     '"integrationStatus":"$context.integration.status","responseBytes":"$context.responseLength",'
-    '"error":"$context.error.messageString"}'
+    '"error":$context.error.messageString}'  # already a quoted JSON string
 )
 """Access log line: who (API key id, never the caller's IP or payload), what, how it went."""
 
