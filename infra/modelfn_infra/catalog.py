@@ -166,6 +166,7 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
             **events.outputs(catalog.models),
         },
     }
+    _wire_readiness(template["Resources"], catalog)
     add_billing(template, catalog)
     return apply_package_types(template, catalog)
 
@@ -820,3 +821,25 @@ def _meter_usage(function: dict[str, Any]) -> None:
         inline[0]["Statement"].append(statement)
     else:
         function["Policies"].append({"Version": "2012-10-17", "Statement": [statement]})
+
+
+# --- readiness: the catch-all asks the model functions (issue 9) --------------------------------------------------
+
+
+def _wire_readiness(resources: dict[str, Any], catalog: Catalog) -> None:
+    """``ServerFunction`` answers ``/v2/health/ready`` by probing each model function (``modelfn_runtime.readiness``):
+    it gets their names in ``MODELFN_MODEL_FUNCTIONS`` (the ``live`` alias API Gateway calls, when published) and
+    ``lambda:InvokeFunction`` on exactly those functions."""
+    if not catalog.models:
+        return
+    items, arns = [], []
+    for entry in catalog.models:
+        function = resources[entry.logical_id]["Properties"]
+        alias = function.get("AutoPublishAlias")
+        items.append({"Fn::Sub": f"{entry.name}=${{{entry.logical_id}}}" + (f":{alias}" if alias else "")})
+        arns += [{"Fn::GetAtt": [entry.logical_id, "Arn"]}, {"Fn::Sub": f"${{{entry.logical_id}.Arn}}:*"}]
+    server = resources["ServerFunction"]["Properties"]
+    server.setdefault("Environment", {}).setdefault("Variables", {})["MODELFN_MODEL_FUNCTIONS"] = {"Fn::Join": [",", items]}
+    server.setdefault("Policies", []).append({"Statement": [
+        {"Sid": "ProbeModelFunctions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": arns},
+    ]})

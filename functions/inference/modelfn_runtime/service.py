@@ -39,6 +39,7 @@ from .observability import logger, subsegment
 from .openapi import openapi_document
 from .payloads import PayloadLog
 from .protocols.server import server_metadata
+from .readiness import Readiness
 from .triggers.base import Envelope
 
 if TYPE_CHECKING:  # the catch-all function ships without numpy and onnxruntime: model-only imports stay lazy
@@ -113,6 +114,7 @@ class InferenceService:
     ):
         self.model = model
         self._cards = cards
+        self._readiness: Readiness | None = None
         self.unavailable = unavailable
         own = {model.card.name} if model else ({unavailable.name} if unavailable else set())
         self.served_models = sorted(set(served_models or []) | own)
@@ -215,7 +217,20 @@ class InferenceService:
     def _ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         if self.unavailable is not None:
             raise self.unavailable.error()
+        if self.model is None:  # the catch-all: ready only when every model function can serve
+            waiting = self.readiness.not_ready()
+            if waiting:
+                reasons = "; ".join(f"{quote(name)}: {reason}" for name, reason in sorted(waiting.items()))
+                raise ModelNotReady(f"not ready: {len(waiting)} of {len(self.readiness.functions)} models cannot serve ({clip(reasons, 1500)})",
+                                    headers={"Retry-After": str(int(self.readiness.cache_s) or 5)})
         return Outcome(HttpResponse.json(200, {"ready": True}))
+
+    @property
+    def readiness(self) -> Readiness:
+        """How the catch-all learns whether the model functions can serve (``MODELFN_MODEL_FUNCTIONS``)."""
+        if self._readiness is None:
+            self._readiness = Readiness.from_env()
+        return self._readiness
 
     def _model_metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
         model = self._served(params, request)  # before the protocol import: the catch-all answers 404 without numpy

@@ -147,7 +147,7 @@ class UsageMeter:
         self.dropped = 0
 
     def record(self, usage: UsageRecord) -> None:
-        if not usage.model:
+        if not usage.model or usage.trigger == "probe":  # readiness probes are the platform's, not a tenant's
             return
         key = AggregateKey(tenant_of(usage), usage.model, usage.version, self._clock().strftime("%Y-%m-%d"))
         with self._lock:

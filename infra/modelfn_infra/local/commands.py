@@ -87,6 +87,9 @@ class LocalApp:
             env_vars_values=_without_deployed_tables(self.env_vars),
         )
         self.log = StreamWriter(log_stream or sys.stderr, auto_flush=True)
+        # Lambda's Invoke API for the functions themselves (the catch-all probes the model functions for readiness)
+        self.lambda_endpoint = LambdaEndpoint(self.runner, self.log)
+        self.runtime.extra_env["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint.url
 
     def __enter__(self) -> "LocalApp":
         return self
@@ -95,6 +98,7 @@ class LocalApp:
         self.close()
 
     def close(self) -> None:
+        self.lambda_endpoint.stop()
         self.runtime.close()
 
     def missing_models(self, functions: list[str] | None = None) -> list[str]:
@@ -124,6 +128,26 @@ class LocalApp:
     def resources(self) -> dict[str, Any]:
         """The template's resources (parameters resolved by SAM), for the API-key gate."""
         return self.stacks[0].resources
+
+
+class LambdaEndpoint:
+    """SAM CLI's local Lambda service (what ``sam local start-lambda`` serves: the Invoke API) on 127.0.0.1, for
+    SDK calls the functions make to other functions of the template; stopped with the app."""
+
+    def __init__(self, runner: LocalLambdaRunner, log) -> None:
+        from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHttpService
+
+        service = LocalLambdaHttpService(lambda_runner=runner, port=0, host="127.0.0.1", stderr=log)
+        service.create()
+        self._server = make_server("127.0.0.1", 0, service._app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="modelfn-lambda-endpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 class FunctionError(Exception):

@@ -79,7 +79,7 @@ class Invocation:
 class Sandbox:
     """One warm execution environment: an RIE process and the runtime it starts on first invoke."""
 
-    def __init__(self, config: Any, python: str) -> None:
+    def __init__(self, config: Any, python: str, extra_env: dict[str, str] | None = None) -> None:
         self.memory_mb = int(config.memory or 128)
         self.timeout_s = int(config.timeout or 3)
         self.port, runtime_api_port = free_port(), free_port()
@@ -87,6 +87,7 @@ class Sandbox:
         # Lets functions reach a local moto server (e.g. AWS_ENDPOINT_URL_S3) as they would reach AWS.
         environment.update({k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")})
         environment.update(config.env_vars.resolve())
+        environment.update(extra_env or {})
         code_dir = str(config.code_abs_path)
         environment.update(
             LAMBDA_TASK_ROOT=code_dir,
@@ -206,6 +207,8 @@ class HostLambdaRuntime:
     def __init__(self, python: str = sys.executable, max_sandboxes: int = 2) -> None:
         self.python = python
         self.max_sandboxes = max_sandboxes
+        self.extra_env: dict[str, str] = {}
+        """Set in every sandbox after the function's own environment (e.g. the local Lambda endpoint)."""
         self._idle: dict[str, list[Sandbox]] = {}
         self._count: dict[str, int] = {}
         self._all: set[Sandbox] = set()  # idle and busy: close() stops every one
@@ -271,7 +274,7 @@ class HostLambdaRuntime:
                     break
                 self._available.wait()
         try:
-            sandbox = Sandbox(config, self.python)
+            sandbox = Sandbox(config, self.python, self.extra_env)
         except Exception:
             with self._available:
                 self._count[config.name] -= 1

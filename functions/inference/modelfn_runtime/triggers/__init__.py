@@ -10,6 +10,8 @@ trigger     event                                       reply
 ``direct``  an OIP request, or ``{"input_uri": ...}``   OIP response JSON (also async invokes)
 ``s3``      S3 event notification (``Records``)         ``None``; results land in the data bucket
 ``sqs``     SQS batch (``Records``)                     ``{"batchItemFailures": [...]}``
+``probe``   ``{"modelfn": "ready"}`` (the catch-all's     ``{"ready": true}`` or the reason
+            readiness check)
 ==========  ==========================================  =========================================
 
 Every trigger turns its event into ``Envelope``\\ s (an ``HttpRequest`` plus who asked and, when the
@@ -41,9 +43,10 @@ UNSUPPORTED_EVENT = (
 def _load() -> list[Trigger]:
     from .apigw import HttpApiTrigger, RestApiTrigger
     from .direct import DirectTrigger
+    from .probe import ProbeTrigger
     from .records import S3Trigger, SqsTrigger
 
-    return [HttpApiTrigger(), RestApiTrigger(), SqsTrigger(), S3Trigger(), DirectTrigger()]
+    return [HttpApiTrigger(), RestApiTrigger(), SqsTrigger(), S3Trigger(), DirectTrigger(), ProbeTrigger()]
 
 
 TRIGGERS: list[Trigger] = _load()

@@ -1,0 +1,37 @@
+"""Server readiness through the local runtime: the catch-all probes the model functions with Lambda's Invoke API
+(SAM CLI's local Lambda service), so /v2/health/ready says 503 while any model cannot load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from modelfn_infra.local.commands import LocalApp
+
+pytestmark = pytest.mark.slow
+
+
+def ready_event() -> dict:
+    return {"resource": "/v2/health/{proxy+}", "path": "/v2/health/ready", "httpMethod": "GET", "headers": {},
+            "requestContext": {"requestId": "ready-1", "stage": "Prod", "identity": {}}, "body": None, "isBase64Encoded": False}
+
+
+def test_ready_only_when_every_model_function_can_serve(api_template, local_env, tmp_path):
+    with LocalApp(api_template, env_vars=local_env, parameter_overrides={"ModelBucket": "unused"},
+                  log_stream=open(tmp_path / "ok.log", "w")) as app:
+        response = app.invoke("ServerFunction", ready_event())
+        assert response["statusCode"] == 200, response
+
+    broken = tmp_path / "toy" / "1"
+    shutil.copytree(local_env["ToyFunction"]["MODEL_URI"], broken)
+    with (broken / "model.onnx").open("ab") as artifact:
+        artifact.write(b"\0")  # the sha256 no longer matches the card: the function cannot load it
+    env = {**local_env, "ToyFunction": {"MODEL_URI": str(broken)}}
+    with LocalApp(api_template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
+                  log_stream=open(tmp_path / "broken.log", "w")) as app:
+        response = app.invoke("ServerFunction", ready_event())
+        error = json.loads(response["body"])["error"]
+        assert response["statusCode"] == 503 and response["headers"]["Retry-After"]
+        assert "'toy'" in error and "sha256" in error and "'digits'" not in error
