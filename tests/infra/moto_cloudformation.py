@@ -2,7 +2,8 @@
 
 moto creates functions, versions, layers, roles, permissions and the REST API from a template, but logs
 "No Moto CloudFormation support" for ``AWS::Lambda::Alias``, ``AWS::CloudWatch::Alarm``,
-``AWS::CodeDeploy::Application``/``DeploymentGroup`` and ``AWS::ApiGateway::Stage`` and leaves them out (and a
+``AWS::CodeDeploy::Application``/``DeploymentGroup``, ``AWS::ApiGateway::Stage``,
+``AWS::Lambda::EventInvokeConfig`` and ``AWS::S3::BucketPolicy`` and leaves them out (and a
 permission on an alias then fails). These adapters plug into moto's own model registry
 (``CloudFormationModel`` subclasses) and call moto's backends, so the stack's resources really exist in moto
 and can be read back through the ordinary APIs.
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from moto.apigateway.models import apigateway_backends
@@ -21,6 +23,8 @@ from moto.cloudformation import parsing
 from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends
 from moto.codedeploy.models import AlarmConfiguration, codedeploy_backends
 from moto.core.common_models import CloudFormationModel
+from moto.s3.models import s3_backends
+from moto.utilities.utils import get_partition
 
 
 class _Created:
@@ -159,6 +163,34 @@ class ApiGatewayStage(_Created, CloudFormationModel):
             tracing_enabled=p.get("TracingEnabled"),
         )
         return cls(p["StageName"])
+
+
+class LambdaEventInvokeConfig(_Created, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::EventInvokeConfig"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        p = cloudformation_json["Properties"]
+        config = {key: p[key] for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig") if key in p}
+        lambda_backends[account_id][region_name].put_function_event_invoke_config(p["FunctionName"], config)
+        return cls(f"{p['FunctionName']}:{p.get('Qualifier', '$LATEST')}")
+
+
+class S3BucketPolicy(_Created, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::S3::BucketPolicy"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        p = cloudformation_json["Properties"]
+        policy = p["PolicyDocument"]
+        s3_backends[account_id][get_partition(region_name)].put_bucket_policy(
+            p["Bucket"], (policy if isinstance(policy, str) else json.dumps(policy)).encode()
+        )
+        return cls(p["Bucket"])
 
 
 class ApiGatewayRestApiWithBody(CloudFormationModel):
