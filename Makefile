@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install demo test lint template clean fuzz load
+.PHONY: install demo demo-events test lint template clean fuzz load
 
 install: $(INSTALLED)
 
@@ -20,6 +20,9 @@ $(INSTALLED): pyproject.toml infra/scan-requirements.txt
 
 demo: $(INSTALLED)
 	$(PY) -m modelfn_infra.demo
+
+demo-events: $(INSTALLED)
+	$(PY) -m modelfn_infra.demo_events
 
 test: $(INSTALLED)
 	$(PY) -m pytest

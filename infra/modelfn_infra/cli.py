@@ -89,6 +89,11 @@ def _add_local_parser(commands) -> None:
             "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", help="template parameter values"
         )
         action.add_argument("--python", default=sys.executable, help="interpreter that runs the functions")
+        action.add_argument(
+            "--moto", action="store_true",
+            help="serve AWS from a moto server on 127.0.0.1: the template's buckets, queues and tables are created and "
+            "events/data/ is copied into the data bucket (what the S3, SQS and async sample events name)",
+        )
 
     invoke = actions.add_parser("invoke", help="invoke one function with an event file and print its response")
     invoke.add_argument("function", metavar="LOGICAL_ID")

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         s3.stop()
     step(f"demo {'finished' if passed else 'FAILED'} in {time.perf_counter() - started:.0f} s")
+    if passed:
+        print("    next: `make demo-events` drops files into the data bucket and messages on the queue (docs/events.md)")
     return 0 if passed else 1
 
 

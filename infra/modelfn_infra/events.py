@@ -92,6 +92,7 @@ def add_model_events(resources: dict[str, Any], entry: ModelEntry) -> None:
         "MODELFN_DATA_BUCKET": DATA_BUCKET_NAME,
         "MODELFN_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
         "MODELFN_REPLY_QUEUE_PREFIX": REPLY_QUEUE_PREFIX,
+        "MODELFN_MAX_RECEIVE_COUNT": str(entry.max_receive_count),
     })
     properties["Events"].update({
         "Inbox": {

@@ -46,3 +46,12 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "demo finished" in result.stdout
     assert "predictions == onnxruntime (TF Serving)   True" in result.stdout
     assert (tmp_path / "models" / "digits" / "1" / "modelcard.json").is_file()
+
+
+@pytest.mark.slow
+def test_demo_events_runs_end_to_end(digits_store):
+    result = subprocess.run([sys.executable, "-m", "modelfn_infra.demo_events", "--store", str(digits_store)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "demo-events finished" in result.stdout and "FAILED" not in result.stdout
+    assert "held-out.npy == onnxruntime               ok" in result.stdout

@@ -116,7 +116,7 @@ def deployment(digits_store, monkeypatch, tmp_path):
         env = {"DigitsFunction": {"MODEL_URI": str(model_dir)}}
         with LocalApp(REPO / "template.yaml", env_vars=env, parameter_overrides={"ModelBucket": "unused"}) as app:
             resolved = app.runner.get_invoke_config(app.functions.get("DigitsFunction")).env_vars.resolve()
-            for name in ("MODELFN_DATA_BUCKET", "MODELFN_IDEMPOTENCY_TABLE", "MODELFN_REPLY_QUEUE_PREFIX"):
+            for name in ("MODELFN_DATA_BUCKET", "MODELFN_IDEMPOTENCY_TABLE", "MODELFN_REPLY_QUEUE_PREFIX", "MODELFN_MAX_RECEIVE_COUNT"):
                 monkeypatch.setenv(name, resolved[name])
             meter = RecordingMeter()
             service = InferenceService(ModelSession.load(model_dir, preference="cpu"), meter=meter)
@@ -190,7 +190,8 @@ def test_every_input_has_exactly_one_outcome(deployment):
     outputs = {key for key in versions if key.startswith("outbox/")}
     errors = {key for key in versions if key.startswith("errors/")}
     assert outputs == set(expected), f"missing {sorted(set(expected) - outputs)[:5]}, unexpected {sorted(outputs - set(expected))[:5]}"
-    assert errors == poison
+    dead_reasons = {f"errors/digits/messages/{message_id}.json" for message_id in dead_messages}
+    assert errors == poison | dead_reasons
     assert all(versions[key] == 1 for key in outputs | errors), "an output was written twice"
 
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -201,6 +202,9 @@ def test_every_input_has_exactly_one_outcome(deployment):
     for key in poison:
         document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         assert 400 <= document["status"] < 500 and len(document["error"]) > 20, document
+    for key in dead_reasons:  # the function records why, on the receive that sends the message to the DLQ
+        document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert document["dead_lettered"] is True and "ServiceUnavailable" in document["error"], document
 
     dead = []
     while batch := sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages", []):

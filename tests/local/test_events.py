@@ -15,6 +15,7 @@ import boto3
 import numpy as np
 import pytest
 
+from modelfn_infra.local.cloud import LocalCloud
 from modelfn_infra.local.commands import LocalApp
 from modelfn_infra.local.sandbox import free_port
 
@@ -30,10 +31,13 @@ def function_for(event_file: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo_app(digits_store, tmp_path_factory):
+    """The repository's template, served by the local runtime against moto (the data bucket seeded from events/data)."""
     log = (tmp_path_factory.mktemp("logs") / "events.log").open("w")
     env = {"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
     with LocalApp(REPO / "template.yaml", env_vars=env, parameter_overrides={"ModelBucket": "unused"}, log_stream=log) as app:
-        yield app
+        with LocalCloud(app) as cloud:
+            app.cloud = cloud
+            yield app
     log.close()
 
 
@@ -47,6 +51,7 @@ def test_every_trigger_has_a_sample_event():
     assert {
         "rest-infer-json.json", "rest-infer-binary.json", "http-api-infer.json", "rest-model-metadata.json",
         "rest-health-live.json", "rest-tfserving-predict.json", "direct-infer.json",
+        "s3-put.json", "sqs-batch.json", "async-pointer.json",
     } <= names
 
 
@@ -57,6 +62,9 @@ def test_sample_event_succeeds(repo_app, event_file):
     if event_file.name.startswith("direct"):
         assert "error" not in response and response["outputs"][0]["shape"] == [1, 10]
         return
+    if event_file.name in EVENT_OUTPUTS:
+        check_event_outputs(repo_app, event_file.name, response)
+        return
     assert response["statusCode"] == 200, decoded_body(response)
     body = decoded_body(response)
     if "binary" in event_file.name:
@@ -65,6 +73,29 @@ def test_sample_event_succeeds(repo_app, event_file):
         assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-4
     elif "infer" in event_file.name or "predict" in event_file.name:
         assert "outputs" in json.loads(body) or "predictions" in json.loads(body)
+
+
+EVENT_OUTPUTS = {
+    "s3-put.json": ["outbox/digits/sample.jsonl.json"],
+    "sqs-batch.json": ["outbox/digits/messages/sample-inline-1.json", "outbox/digits/messages/sample-pointer-1.json"],
+    "async-pointer.json": ["outbox/digits/invocations/"],
+}
+
+
+def check_event_outputs(app, name: str, response) -> None:
+    """The event's inputs (from events/data/) came back as predictions in the data bucket."""
+    if name == "s3-put.json":
+        assert response is None
+    elif name == "sqs-batch.json":
+        assert response == {"batchItemFailures": []}
+    else:
+        assert response["status"] == 200 and "/outbox/digits/invocations/" in response["output"], response
+    results = app.cloud.results()
+    for key in EVENT_OUTPUTS[name]:
+        (found,) = [k for k in results if k.startswith(key)]
+        document = json.loads(results[found])
+        probs = document["predictions"][0] if "predictions" in document else document["outputs"][0]["data"]
+        assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-4
 
 
 def test_sample_digit_is_classified_correctly(repo_app):
@@ -87,6 +118,18 @@ def test_cli_local_invoke(digits_store, tmp_path):
     assert response["statusCode"] == 200 and len(json.loads(response["body"])["predictions"][0]) == 10
     report = [line for line in result.stderr.splitlines() if line.startswith("REPORT RequestId:")]
     assert report and "Init Duration:" in report[0] and "Max Memory Used:" in report[0]
+
+
+def test_cli_local_invoke_of_an_s3_event_against_moto(digits_store, tmp_path):
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelfn_infra.cli", "local", "invoke", "DigitsFunction", "-e", "events/s3-put.json",
+         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--moto"],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "outbox/digits/sample.jsonl.json" in result.stdout and '"predictions"' in result.stdout
 
 
 def test_cli_local_invoke_unknown_function_is_a_clear_error():
@@ -146,3 +189,43 @@ def test_cli_start_api_serves_and_stops_by_itself(digits_store, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_start_api_with_moto_delivers_inbox_objects_while_it_runs(digits_store, tmp_path):
+    import time
+    import urllib.request
+
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "60",
+         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--moto"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        endpoint = None
+        for line in process.stdout:
+            if line.startswith("AWS on "):
+                endpoint = line.split()[2]
+                break
+        assert endpoint, "start-api --moto printed no endpoint"
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        bucket = "modelfn-data-51af3dc0-da77-11e4-872e-1234567db123"
+        s3.put_object(Bucket=bucket, Key="inbox/digits/live.jsonl", Body=(REPO / "events/data/inbox/digits/sample.jsonl").read_bytes())
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                document = json.loads(s3.get_object(Bucket=bucket, Key="outbox/digits/live.jsonl.json")["Body"].read())
+                break
+            except s3.exceptions.NoSuchKey:
+                assert time.monotonic() < deadline, "the inbox object was never processed"
+                time.sleep(0.5)
+        assert len(document["predictions"][0]) == 10
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=30) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    leftovers = subprocess.run(["pgrep", "-f", f"--runtime-interface-emulator-address 127.0.0.1:.*{REPO}"], capture_output=True, text=True)
+    assert process.returncode == 0 and not leftovers.stdout.strip(), "sandboxes outlived start-api after SIGTERM"

@@ -54,6 +54,18 @@ class JobRunner:
         log("job finished", source=job.source[:200], status=summary["status"], output=summary["output"], items=summary["items"])
         return summary
 
+    def dead_letter(self, job: Job, error: BaseException) -> None:
+        """Best effort, before the event source dead-letters the job's event: write why to errors/."""
+        status = 504 if "in progress" in str(error).lower() else 503
+        outcome = results.Outcome(status, {"error": f"dead-lettered after repeated failures; last: {str(error)[:300]}",
+                                           "dead_lettered": True}, 0)
+        try:
+            model, version = (self.card.name, self.card.version) if self.card else (job.model, "")
+            results.deliver(job, outcome, model=model, version=version, settings=self.settings)
+        except Exception as problem:  # the event still reaches the dead-letter queue; the log keeps the reason
+            logger.error("could not record the dead-letter reason", source=job.source[:200], reason=str(problem)[:200])
+        logger.error("job dead-lettered", source=job.source[:200], reason=str(error)[:300])
+
     def idempotent(self, context: Any) -> Callable[[Job], Summary]:
         """``run`` behind powertools idempotency; plain ``run`` (logged once) when no table is configured."""
         if not self.settings.idempotency_table:

@@ -55,6 +55,8 @@ class Settings:
     max_object_bytes: int = 256 << 20
     max_json_bytes: int = 16 << 20
     idempotency_ttl_s: int = 4 * 24 * 3600
+    max_receive_count: int = 0
+    """The model queue's maxReceiveCount: on that receive a failing message's reason is written to errors/."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -74,6 +76,7 @@ class Settings:
             max_object_bytes=number("MODELFN_MAX_OBJECT_BYTES", cls.max_object_bytes),
             max_json_bytes=number("MODELFN_MAX_JSON_BYTES", cls.max_json_bytes),
             idempotency_ttl_s=number("MODELFN_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),
+            max_receive_count=number("MODELFN_MAX_RECEIVE_COUNT", 0),
         )
 
 

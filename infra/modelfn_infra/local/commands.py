@@ -176,8 +176,9 @@ def invoke(args: Namespace) -> int:
     event = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
     stop_on_signals()
     try:
-        with _app(args) as app:
+        with _app(args) as app, _cloud(args, app) as cloud:
             response = app.invoke(args.function, event)
+            results = cloud.results() if cloud else {}
     except (KeyError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -185,11 +186,14 @@ def invoke(args: Namespace) -> int:
         print("interrupted: sandboxes stopped", file=sys.stderr)
         return 130
     print(json.dumps(response, indent=2))
+    for key, body in results.items():
+        print(f"--- s3://{cloud.data_bucket}/{key}\n{body.decode('utf-8', 'replace')[:2000]}")
     return 0
 
 
 def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end the command like Ctrl-C (SIGINT): the ``with LocalApp`` block then stops every sandbox."""
+    """SIGTERM and SIGHUP end the command like Ctrl-C (SIGINT): leaving the ``with`` blocks then stops every
+    sandbox (busy ones too) and moto."""
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -198,9 +202,24 @@ def stop_on_signals() -> None:
         signal.signal(signum, interrupt)
 
 
+def _cloud(args: Namespace, app: LocalApp):
+    """A LocalCloud (moto on 127.0.0.1) when ``--moto`` was given, else a context that does nothing."""
+    from contextlib import nullcontext
+
+    if not getattr(args, "moto", False):
+        return nullcontext(None)
+    from .cloud import LocalCloud
+
+    return LocalCloud(app)
+
+
 def start_api(args: Namespace) -> int:
     stop_on_signals()
-    with _app(args, max_sandboxes=args.max_sandboxes) as app:
+    with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
+        if cloud:
+            cloud.deliver_in_background()
+            print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
+                  "to the functions as they arrive", flush=True)
         server = app.serve_api(args.port)
         routes = ApiProvider(app.stacks, cwd=os.getcwd()).api.routes
         for route in sorted(routes, key=lambda r: r.path):

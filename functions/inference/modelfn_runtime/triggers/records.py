@@ -99,7 +99,12 @@ class SqsTrigger(RecordTrigger):
 
         def record_handler(record: Any) -> None:
             for job in sqs_jobs(record.raw_event, served=served, settings=runner.settings, request_id=_request_id(context)):
-                run(job)
+                try:
+                    run(job)
+                except Exception as error:
+                    if _last_receive(record.raw_event, runner.settings):
+                        runner.dead_letter(job, error)
+                    raise
 
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
@@ -210,6 +215,12 @@ def _reply_problem(reply_to: str | None, settings: Settings) -> str | None:
     if settings.reply_queue_prefix and not name.startswith(settings.reply_queue_prefix):
         return f"reply_to queue {name[:80]!r} is not allowed; reply queues must be named {settings.reply_queue_prefix}*"
     return None
+
+
+def _last_receive(record: dict[str, Any], settings: Settings) -> bool:
+    """True when this failure sends the message to the dead-letter queue (its queue's maxReceiveCount)."""
+    received = str((record.get("attributes") or {}).get("ApproximateReceiveCount", "0"))
+    return bool(settings.max_receive_count) and received.isdigit() and int(received) >= settings.max_receive_count
 
 
 def _attribute(attributes: Any, name: str) -> str | None:
