@@ -28,7 +28,7 @@ HEADER = (
     "# Validate with `sam validate --lint`; run locally with `modelfn local start-api`.\n"
 )
 FUNCTION_CODE = "functions/inference/"
-ERROR_TEMPLATE = '{"error": "$context.error.messageString"}'
+ERROR_TEMPLATE = '{"error": $context.error.messageString}'  # messageString is already a quoted JSON string
 
 
 class CatalogError(ValueError):

@@ -316,3 +316,30 @@ def test_objects_larger_than_a_chunk_stream_through_tmp_and_are_memory_mapped(cl
     result, _ = read(cloud, "outbox/linear/large.npy.json")
     np.testing.assert_allclose(np.array(result["outputs"][0]["data"], np.float32).reshape(64, 3), x @ WEIGHTS, rtol=1e-5, atol=1e-5)
     assert [r.batch_size for r in linear.records] == [16, 16, 16, 16]
+
+
+def test_results_are_spooled_so_memory_holds_one_chunk_not_the_result():
+    """200 chunks of 1,000 rows: the merged result (600,000 numbers, ~4 MB of JSON) never sits in memory."""
+    import tracemalloc
+
+    from modelfn_runtime.http import HttpResponse
+    from modelfn_runtime.results import Collector
+
+    chunk = np.random.default_rng(0).random((1000, 3), dtype=np.float32)
+    answer = HttpResponse.json(200, {"model_name": "linear", "model_version": "1",
+                                     "outputs": [{"name": "y", "datatype": "FP32", "shape": [1000, 3], "data": chunk.ravel().tolist()}]})
+    tracemalloc.start()
+    try:
+        with Collector() as collector:
+            for _ in range(200):
+                assert collector.add(answer)
+            outcome = collector.finish()
+            _, peak = tracemalloc.get_traced_memory()
+            size = outcome.body_size()
+            with open(outcome.path) as handle:
+                head = handle.read(200)
+    finally:
+        tracemalloc.stop()
+    assert outcome.items == 200_000 and size > 3_000_000
+    assert head.startswith('{"model_name":"linear","model_version":"1","outputs":[{"name":"y","datatype":"FP32","shape":[200000,3],"data":[')
+    assert peak < 2_000_000, f"peak {peak} bytes: the result was held in memory"

@@ -41,15 +41,15 @@ class JobRunner:
 
     def run(self, job: Job) -> Summary:
         """Run one job to its one result; RetryableJobError when it must be delivered again."""
-        collector = results.Collector()
-        for envelope in inputs.envelopes(job, self.card, self.settings):
-            response = self.handle(envelope)
-            if response.status >= 500:
-                raise RetryableJobError(f"{job.source[:120]}: the function answered {response.status}; see its logs")
-            if not collector.add(response):
-                break
         model, version = (self.card.name, self.card.version) if self.card else (job.model, job.version or "")
-        summary = results.deliver(job, collector.outcome(), model=model, version=version, settings=self.settings)
+        with results.Collector() as collector:
+            for envelope in inputs.envelopes(job, self.card, self.settings):
+                response = self.handle(envelope)
+                if response.status >= 500:
+                    raise RetryableJobError(f"{job.source[:120]}: the function answered {response.status}; see its logs")
+                if not collector.add(response):
+                    break
+            summary = results.deliver(job, collector.finish(), model=model, version=version, settings=self.settings)
         log = logger.warning if summary["status"] >= 400 else logger.info
         log("job finished", source=job.source[:200], status=summary["status"], output=summary["output"], items=summary["items"])
         return summary

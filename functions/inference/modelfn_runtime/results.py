@@ -2,24 +2,27 @@
 
 A job's chunks answer as Open Inference Protocol responses (``.json``, ``.npy``, ``.npz`` inputs) or TF
 Serving predictions (``.jsonl``); ``Collector`` concatenates them along the batch dimension, so a
-million-row ``.npy`` gives one result with a million rows. The first refused chunk ends the job: its
+million-row ``.npy`` gives one result with a million rows, spooled through /tmp rather than held in memory. The first refused chunk ends the job: its
 error (with the rows it concerned) is the job's result. ``deliver`` writes the result to
 ``outbox/<model>/<name>.json`` (or the error to ``errors/<model>/<name>.json``) with metadata naming
 model, version, request id and duration, and sends a summary to the job's reply queue, if any.
 
 Example:
-    >>> collector = Collector()
-    >>> collector.add(HttpResponse.json(200, {"predictions": [[1.0]]}), rows=1)
+    >>> with Collector() as collector:
+    ...     collector.add(HttpResponse.json(200, {"predictions": [[1.0]]}), rows=1)
+    ...     collector.add(HttpResponse.json(200, {"predictions": [[2.0]]}), rows=1)
+    ...     collector.finish().load()
     True
-    >>> collector.add(HttpResponse.json(200, {"predictions": [[2.0]]}), rows=1)
     True
-    >>> collector.document()
     {'predictions': [[1.0], [2.0]]}
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,18 +38,43 @@ REPLY_INLINE_LIMIT = 200 * 1024
 @dataclass
 class Outcome:
     status: int
-    document: dict[str, Any]
+    document: dict[str, Any] | None
+    """The result or error as a dict; None when the result is spooled to ``path`` (a success)."""
     items: int
+    path: str | None = None
+
+    def body_size(self) -> int:
+        return os.path.getsize(self.path) if self.path else len(_json(self.document or {}))
+
+    def load(self) -> dict[str, Any]:
+        if self.path:
+            with open(self.path, "rb") as handle:
+                return json.load(handle)
+        return self.document or {}
 
 
 class Collector:
-    """Merges the answers to one job's chunks; stops at the first error."""
+    """Merges the answers to one job's chunks; stops at the first error.
+
+    Memory holds one chunk's answer at a time: each output's values are appended to a spool file under
+    /tmp, and ``finish`` writes the one result document from the spools (``Outcome.path``), which
+    ``deliver`` streams to S3. ``close`` removes the files.
+    """
 
     def __init__(self) -> None:
-        self._document: dict[str, Any] | None = None
+        self._head: dict[str, Any] | None = None
+        self._outputs: list[dict[str, Any]] = []
+        self._spools: dict[str, Any] = {}
         self._error: tuple[int, dict[str, Any]] | None = None
+        self._result: str | None = None
         self.items = 0
         self.chunks = 0
+
+    def __enter__(self) -> "Collector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def add(self, response: HttpResponse, rows: int | None = None) -> bool:
         """Take one chunk's answer; False once the job has failed (the caller stops sending chunks)."""
@@ -54,30 +82,85 @@ class Collector:
             payload = json.loads(response.body) if response.body else {}
         except ValueError:
             payload = {"error": "the model's answer was not JSON"}
-        start = self.items
-        if response.status >= 400:
-            message = payload.get("error", f"status {response.status}")
+        if response.status >= 400 or not isinstance(payload, dict):
+            message = payload.get("error", f"status {response.status}") if isinstance(payload, dict) else "unreadable answer"
             if self.chunks:
-                message = f"rows from {start}: {message}"
-            self._error = (response.status, {"error": message})
+                message = f"rows from {self.items}: {message}"
+            self._error = (response.status if response.status >= 400 else 500, {"error": message})
             return False
-        count = _rows(payload) if rows is None else rows
-        self.items += count
+        self.items += _rows(payload) if rows is None else rows
         self.chunks += 1
-        self._document = payload if self._document is None else _merge(self._document, payload)
+        if "predictions" in payload:
+            self._append("predictions", payload.pop("predictions"))
+            self._head = self._head if self._head is not None else {**payload, "predictions": None}
+            return True
+        outputs = payload.pop("outputs", [])
+        if self._head is None:
+            self._head = payload
+            self._outputs = [{k: v for k, v in o.items() if k != "data"} for o in outputs]
+        else:
+            by_name = {o["name"]: o for o in self._outputs}
+            for output in outputs:
+                by_name[output["name"]]["shape"][0] += output["shape"][0]
+        for output in outputs:
+            self._append(output["name"], output.get("data", []))
         return True
 
     @property
     def status(self) -> int:
         return self._error[0] if self._error else 200
 
-    def document(self) -> dict[str, Any]:
+    def finish(self) -> Outcome:
+        """The job's outcome: the error, or the merged result written to one file."""
         if self._error:
-            return self._error[1]
-        return self._document or {}
+            return Outcome(self._error[0], self._error[1], self.items)
+        handle, self._result = tempfile.mkstemp(prefix="modelfn-result-", suffix=".json")
+        with os.fdopen(handle, "w") as out:
+            head = dict(self._head or {})
+            if "predictions" in head:
+                head.pop("predictions")
+                out.write(_json(head)[:-1] + ("," if head else "") + '"predictions":[')
+                self._copy("predictions", out)
+                out.write("]}")
+            else:
+                out.write(_json(head)[:-1] + ("," if head else "") + '"outputs":[')
+                for index, output in enumerate(self._outputs):
+                    out.write(("," if index else "") + _json(output)[:-1] + ',"data":[')
+                    self._copy(output["name"], out)
+                    out.write("]}")
+                out.write("]}")
+        self._discard_spools()
+        return Outcome(200, None, self.items, self._result)
 
-    def outcome(self) -> Outcome:
-        return Outcome(self.status, self.document(), self.items)
+    def close(self) -> None:
+        self._discard_spools()
+        if self._result and os.path.exists(self._result):
+            os.unlink(self._result)
+
+    def _append(self, name: str, values: list[Any]) -> None:
+        spool = self._spools.get(name)
+        if spool is None:
+            spool = self._spools[name] = tempfile.TemporaryFile("w+", prefix="modelfn-spool-")
+            spool.written = False
+        if values:
+            text = _json(values)[1:-1]
+            spool.write(("," if spool.written else "") + text)
+            spool.written = True
+
+    def _copy(self, name: str, out: Any) -> None:
+        spool = self._spools.get(name)
+        if spool is not None:
+            spool.seek(0)
+            shutil.copyfileobj(spool, out)
+
+    def _discard_spools(self) -> None:
+        for spool in self._spools.values():
+            spool.close()
+        self._spools.clear()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _rows(payload: dict[str, Any]) -> int:
@@ -86,18 +169,6 @@ def _rows(payload: dict[str, Any]) -> int:
     outputs = payload.get("outputs") or []
     shape = outputs[0].get("shape") if outputs and isinstance(outputs[0], dict) else None
     return int(shape[0]) if shape else 1
-
-
-def _merge(document: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
-    if "predictions" in document:
-        document["predictions"].extend(chunk.get("predictions", []))
-        return document
-    by_name = {output["name"]: output for output in chunk.get("outputs", [])}
-    for output in document.get("outputs", []):
-        part = by_name[output["name"]]
-        output["data"].extend(part["data"])
-        output["shape"][0] += part["shape"][0]
-    return document
 
 
 def result_key(job: Job, status: int) -> str:
@@ -111,33 +182,39 @@ def deliver(job: Job, outcome: Outcome, *, model: str, version: str, settings: S
                                 "template (or set it for local runs)")
     key = result_key(job, outcome.status)
     duration_ms = round((time.time() - job.started) * 1000, 1)
-    document = outcome.document
-    if outcome.status >= 400:
-        document = {**document, "status": outcome.status, "input": job.source, "model": job.model, "request_id": job.request_id}
-    body = json.dumps(document, separators=(",", ":")).encode()
     metadata = {
         "model": model, "version": version, "request-id": job.request_id, "duration-ms": str(duration_ms),
         "status": str(outcome.status), "items": str(outcome.items), "source": job.source[:512], "trigger": job.trigger,
     }
     if job.tenant:
         metadata["tenant"] = job.tenant
-    _s3_put(settings.data_bucket, key, body, metadata)
+    if outcome.path:
+        _s3_upload(settings.data_bucket, key, outcome.path, metadata)
+    else:
+        document = dict(outcome.document or {})
+        if outcome.status >= 400:
+            document.update(status=outcome.status, input=job.source, model=job.model, request_id=job.request_id)
+        _s3_upload(settings.data_bucket, key, _json(document).encode(), metadata)
     summary = {"status": outcome.status, "output": f"s3://{settings.data_bucket}/{key}", "model": model, "version": version,
                "items": outcome.items, "source": job.source, "request_id": job.request_id}
     if outcome.status >= 400:
-        summary["error"] = outcome.document.get("error", "")
+        summary["error"] = (outcome.document or {}).get("error", "")
     if job.reply_to:
         reply = dict(summary)
-        if outcome.status < 400 and len(body) <= REPLY_INLINE_LIMIT:
-            reply["result"] = document
-        _sqs_send(job.reply_to, json.dumps(reply, separators=(",", ":")))
+        if outcome.status < 400 and outcome.body_size() <= REPLY_INLINE_LIMIT:
+            reply["result"] = outcome.load()
+        _sqs_send(job.reply_to, _json(reply))
     return summary
 
 
-def _s3_put(bucket: str, key: str, body: bytes, metadata: dict[str, str]) -> None:
+def _s3_upload(bucket: str, key: str, body: bytes | str, metadata: dict[str, str]) -> None:
+    """One object: bytes in one PutObject, a file streamed by the transfer manager (multipart when large)."""
+    extra = {"ContentType": "application/json", "Metadata": {k: _ascii(v) for k, v in metadata.items()}}
     try:
-        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json",
-                                    Metadata={k: _ascii(v) for k, v in metadata.items()})
+        if isinstance(body, str):
+            aws.client("s3").upload_file(body, bucket, key, ExtraArgs=extra)
+        else:
+            aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body, **extra)
     except Exception as error:
         raise RetryableJobError(f"writing s3://{bucket}/{key} failed ({aws.error_code(error) or type(error).__name__})") from error
 
