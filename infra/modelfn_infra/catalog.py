@@ -446,9 +446,13 @@ def _security_exceptions() -> dict[str, Any]:
                        "requests and results, and versions would keep what a user deleted."},
         "CKV_AWS_27": {"resources": ["*Queue"], "reason": "SQS encrypts every queue created since 2022 with SSE-SQS by "
                        "default; a customer key would add KMS calls to every message."},
-        "CKV_AWS_119": {"resources": ["IdempotencyTable"], "reason": "Idempotency records hold request hashes and result "
-                        "locations, no payloads; DynamoDB encrypts them at rest with an AWS-owned key."},
+        "CKV_AWS_119": {"resources": ["IdempotencyTable", "UsageTable"], "reason": "Idempotency records hold request "
+                        "hashes and result locations, usage records counters per tenant and day: no payloads; DynamoDB "
+                        "encrypts them at rest with an AWS-owned key, and a customer key would add a KMS call to every "
+                        "request's metering write."},
     }}}
+
+
 def _with_model_cards(function: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
     """The catch-all function also serves ``GET /`` (the playground) and ``GET /openapi.json``: it reads each
     model's card (only ``modelcard.json``, a few KB, allowed key by key) from the model store."""
@@ -685,7 +689,9 @@ GATEWAY_ERRORS = {
     "QUOTA_EXCEEDED": (429, "Limit Exceeded", "your plan's request quota for this period is used up; wait for the next "
                                               "period or ask the operator for a larger plan"),
 }
-OPEN_EVENTS = ("Server", "Health")  # ServerFunction's liveness, readiness and server metadata need no key
+OPEN_EVENTS = ("Server", "Health", "Root")
+"""ServerFunction's liveness, readiness, server metadata and the playground page (a browser cannot send a key to load
+it; the page sends the key the user types to the model routes) need no key; their HEAD twins neither."""
 
 
 @dataclass(frozen=True)
@@ -759,8 +765,9 @@ def _require_api_keys(resources: dict[str, Any]) -> None:
         }
     events = resources["ServerFunction"]["Properties"]["Events"]
     for name in OPEN_EVENTS:
-        if name in events:
-            events[name]["Properties"]["Auth"] = {"ApiKeyRequired": False}
+        for event in (name, f"{name}Head"):
+            if event in events:
+                events[event]["Properties"]["Auth"] = {"ApiKeyRequired": False}
 
 
 def _usage_plan(plan: UsagePlanEntry) -> dict[str, Any]:

@@ -193,6 +193,40 @@ class S3BucketPolicy(_Created, CloudFormationModel):
         return cls(p["Bucket"])
 
 
+class ApiGatewayUsagePlan(_Created, CloudFormationModel):
+    """The billing tiers (``UsagePlanFree``/``UsagePlanPro``): moto's API Gateway has plans, its CloudFormation not."""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ApiGateway::UsagePlan"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        p = cloudformation_json["Properties"]
+
+        def lower(mapping: dict[str, Any] | None) -> dict[str, Any] | None:
+            return {key[0].lower() + key[1:]: value for key, value in mapping.items()} if mapping else None
+
+        plan = apigateway_backends[account_id][region_name].create_usage_plan({
+            "name": p.get("UsagePlanName", resource_name), "description": p.get("Description"),
+            "apiStages": [lower(stage) for stage in p.get("ApiStages", [])], "throttle": lower(p.get("Throttle")),
+            "quota": lower(p.get("Quota")),
+        })
+        return cls(plan.id)
+
+
+class ApiGatewayAccount(_Created, CloudFormationModel):
+    """The account-wide CloudWatch role for access logs: nothing to emulate beyond its existence."""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ApiGateway::Account"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        return cls(f"{account_id}-{region_name}-apigateway-account")
+
+
 class ApiGatewayRestApiWithBody(CloudFormationModel):
     """moto's own RestApi model ignores ``Body`` (the OpenAPI document SAM writes); this one imports it."""
 

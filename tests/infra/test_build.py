@@ -135,6 +135,8 @@ def test_catch_all_serves_from_its_code_alone_without_numpy_or_onnxruntime(built
     code = built.artifacts["InferenceCodeX8664"].path
     unknown_model = json.loads((REPO / "events" / "rest-infer-json.json").read_text())
     unknown_model["path"] = "/v2/models/nope/infer"
+    # a keyed caller (API Gateway checked the key): the 404 may then name the served models
+    unknown_model.setdefault("requestContext", {}).setdefault("identity", {})["apiKeyId"] = "key-1"
     extra_event = REPO / "events" / "rest-health-live.json"
     out = _run_built(python, [code], {"MODELFN_MODELS": "digits"}, extra_event, extra=[unknown_model])
     live, missing = out["responses"]

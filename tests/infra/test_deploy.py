@@ -49,8 +49,7 @@ def deployed(built, moto_endpoint, tmp_path_factory):
         return boto3.client(service, endpoint_url=moto_endpoint, region_name="us-east-1")
 
     s3 = client("s3")
-    s3.create_bucket(Bucket="artifacts")
-    s3.create_bucket(Bucket="models")
+    s3.create_bucket(Bucket="artifacts")  # `sam package`'s; the stack itself creates the model bucket (CreateModelBucket)
     packaged = tmp_path_factory.mktemp("packaged") / "packaged.yaml"
     result = subprocess.run(
         [os.path.join(VENV_BIN, "sam"), "package", "--template-file", str(built.template), "--s3-bucket", "artifacts",
@@ -151,7 +150,8 @@ def test_promote_changes_the_served_version_through_a_new_function_version(tmp_p
     with pytest.raises(Exception, match="holds no exported model"):
         promote(catalog, template, "digits", "3", store=str(digits_store))
     assert promote(catalog, template, "digits", "2", store=str(digits_store)) == "1"
-    assert "# The models this API serves" in catalog.read_text(), "comments survive"
+    first_comment = (REPO / "infra" / "catalog.yaml").read_text().splitlines()[0]
+    assert first_comment.startswith("#") and first_comment in catalog.read_text(), "comments survive"
     assert Catalog.read(catalog).models[0].version == "2"
     function = yaml.safe_load(template.read_text())["Resources"]["DigitsFunction"]["Properties"]
     assert function["Environment"]["Variables"]["MODEL_VERSION"] == "2" and function["AutoPublishAlias"] == "live"
