@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ VERSION = "1"
 STORE = Path("models")
 BUCKET = "modelfn-demo"
 LATENCY_REQUESTS = 200
+EVALUATE_BATCH = 16
 LATENCY_PACE_S = 1 / 40  # the pro plan allows 50 requests/s per key: stay under it while measuring
 USAGE_TABLE = "modelfn-usage"
 TENANT, FREE_TENANT = "demo", "demo-free"
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         create_usage_table()
         tenants = ensure_tenants(args.tenants)
         passed = serve_and_query(model_dir, tenants, args.tenants)
-        passed = show_bill(args.tenants, expected={TENANT: 12 + LATENCY_REQUESTS, FREE_TENANT: 5}) and passed
+        # the protocol checks (12), the latency loop, and modelfn evaluate (metadata + one request per batch of 16)
+        from .digits import held_out
+
+        evaluated = 1 + math.ceil(len(held_out()[0]) / EVALUATE_BATCH)
+        passed = show_bill(args.tenants, expected={TENANT: 12 + LATENCY_REQUESTS + evaluated, FREE_TENANT: 5}) and passed
         how_to(model_dir, tenants[TENANT], args.tenants)
     finally:
         s3.stop()
@@ -227,7 +233,7 @@ def report_quality(url: str, model_dir: Path, key: str) -> None:
 
     x_test, y_test = held_out()
     step(f"modelfn evaluate {MODEL} on the {len(y_test)} held-out digits (through the API; TensorFlow retrained from the card's source)")
-    result = evaluate(MODEL, {"pixels": x_test}, y_test, url, batch_size=16, store=model_dir.parent.parent, api_key=key)
+    result = evaluate(MODEL, {"pixels": x_test}, y_test, url, batch_size=EVALUATE_BATCH, store=model_dir.parent.parent, api_key=key)
     print("\n".join("  " + line for line in result.summary().splitlines()) + "\n")
     step("next: `.venv/bin/modelfn local start-api` serves models/ on http://127.0.0.1:3000 (playground at /, OpenAPI at /openapi.json)")
 

@@ -2,8 +2,8 @@
 
 No registry is reachable where the tests run, so ``public.ecr.aws/lambda/python:3.12`` cannot be pulled. The
 stand-in is laid out like it: a Debian bookworm root file system (``debootstrap --variant=minbase``), Python
-3.12 (this machine's pyenv build, at its own prefix), ``awslambdaric`` under /var/runtime (its cp312 manylinux
-wheel, cross-installed like ``modelfn build`` does), the Lambda Runtime Interface Emulator that ships inside
+3.12 (this machine's pyenv build, at its own prefix), ``awslambdaric`` and boto3 under /var/runtime (cp312
+manylinux wheels, cross-installed like ``modelfn build`` does; AWS's image ships both there), the Lambda Runtime Interface Emulator that ships inside
 aws-sam-cli, and AWS's ``/lambda-entrypoint.sh`` contract (RIE when ``AWS_LAMBDA_RUNTIME_API`` is unset, else
 the runtime client). ``sam local invoke`` runs it exactly as it runs AWS's image: its own RIE in front,
 then the image's entrypoint and command.
@@ -150,7 +150,7 @@ def build_standin_base(engine: DockerEngine, workdir: Path) -> str:
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(runtime),
          *platform_args("x86_64"), "--implementation", "cp", "--python-version", "3.12",
-         "--only-binary=:all:", "awslambdaric>=3,<5"],
+         "--only-binary=:all:", "awslambdaric>=3,<5", "boto3>=1.34,<2"],  # AWS's image ships boto3 in /var/runtime
         capture_output=True, text=True, timeout=600,
     )
     if pip.returncode != 0:

@@ -73,7 +73,9 @@ def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_
         env={**engine.env, "SAM_CLI_TELEMETRY": "0"}, capture_output=True, text=True, timeout=600,
     )
     assert invoke.returncode == 0, invoke.stdout[-2000:] + invoke.stderr[-3000:]
-    response = json.loads(re.findall(r"^\{.*\}$", invoke.stdout, re.M)[-1])
+    answers = re.findall(r"^\{.*\}$", invoke.stdout, re.M)
+    assert answers, invoke.stdout[-2000:] + invoke.stderr[-3000:]
+    response = json.loads(answers[-1])
     assert response["statusCode"] == 200, response
     body = base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"]
     probs = np.asarray(json.loads(body)["outputs"][0]["data"], np.float32)

@@ -59,7 +59,8 @@ def test_start_api_stops_every_sandbox_on_sigterm_and_sigint(api_template, local
     env_file.write_text(json.dumps(local_env))
     cli = subprocess.Popen(
         [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", "0", "--template", str(api_template),
-         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--idle-shutdown", "120"],
+         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--idle-shutdown", "120",
+         "--no-api-keys"],  # this test is about stopping sandboxes; keys are tests/local/test_api_keys.py's
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:

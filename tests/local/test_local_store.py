@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow
 def make_project(root: Path, digits_store: Path | None) -> Path:
     """A project directory as a user has it: template.yaml, events/, and (maybe) models/digits/1."""
     root.mkdir(parents=True, exist_ok=True)
-    template = render_template(Catalog([ModelEntry("digits", "1", memory_mb=512)]), code_uri=str(REPO / "functions" / "inference"))
+    plans = Catalog.read(REPO / "infra" / "catalog.yaml").plans  # a project's catalog has its usage plans
+    catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], plans=plans)
+    template = render_template(catalog, code_uri=str(REPO / "functions" / "inference"))
     (root / "template.yaml").write_text(dump_template(template))
     shutil.copytree(REPO / "events", root / "events", dirs_exist_ok=True)
     if digits_store is not None:
@@ -78,6 +80,14 @@ def test_relative_paths_in_env_vars_resolve_against_the_project_root(tmp_path, d
     assert response["model_name"] == "digits"
 
 
+def _printed_key(log) -> str | None:
+    """The key of the ``dev`` tenant start-api creates in a fresh project (printed once)."""
+    for line in log.read_text().splitlines():
+        if "its API key, shown once: " in line:
+            return line.rsplit(": ", 1)[1].strip()
+    return None
+
+
 def test_start_api_with_no_arguments_serves_the_model_the_playground_and_openapi(tmp_path, digits_store):
     project = make_project(tmp_path / "project", digits_store)
     port = free_port()
@@ -87,20 +97,23 @@ def test_start_api_with_no_arguments_serves_the_model_the_playground_and_openapi
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
+        key = None
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/v2/models/digits/ready", timeout=30) as response:
+                key = key or _printed_key(tmp_path / "start-api.log")
+                headers = {"x-api-key": key} if key else {}
+                with urllib.request.urlopen(urllib.request.Request(f"{base}/v2/models/digits/ready", headers=headers), timeout=30) as response:
                     assert response.status == 200
                     break
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "start-api.log").read_text()
                 time.sleep(0.3)
         body = json.dumps({"instances": [[0.0] * 64]}).encode()
-        with urllib.request.urlopen(urllib.request.Request(f"{base}/v1/models/digits:predict", data=body), timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/v1/models/digits:predict", data=body, headers=headers), timeout=30) as response:
             assert len(json.load(response)["predictions"][0]) == 10
         with urllib.request.urlopen(urllib.request.Request(base + "/", headers={"Accept": "text/html"}), timeout=30) as response:
             assert '"name":"digits"' in response.read().decode()
-        with urllib.request.urlopen(base + "/openapi.json", timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(base + "/openapi.json", headers=headers), timeout=30) as response:
             assert "/v2/models/digits/infer" in json.load(response)["paths"]
     finally:
         process.terminate()  # the process this test started, by its handle

@@ -347,3 +347,19 @@ def test_results_are_spooled_so_memory_holds_one_chunk_not_the_result():
     assert outcome.items == 200_000 and size > 3_000_000
     assert head.startswith('{"model_name":"linear","model_version":"1","outputs":[{"name":"y","datatype":"FP32","shape":[200000,3],"data":[')
     assert peak < 2_000_000, f"peak {peak} bytes: the result was held in memory"
+
+
+def test_events_wait_while_the_model_cannot_load(cloud, monkeypatch):
+    """A model that failed to load (S3 down at init, say) is not the input's fault: every record is retried."""
+    from modelfn_runtime.service import Unavailable
+
+    meter = RecordingMeter()
+    broken = InferenceService(None, meter=meter, unavailable=Unavailable("linear", "1", "s3://models/... is unreachable"))
+    monkeypatch.setattr(handler, "SERVICE", broken)
+    records = [sqs_record("w1", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})]
+    assert handler.lambda_handler({"Records": records}, Context()) == {"batchItemFailures": [{"itemIdentifier": "w1"}]}
+    with pytest.raises(RetryableJobError, match="must be retried"):
+        handler.lambda_handler({"Records": [put(cloud, "inbox/linear/a.npy", npy(x_rows(2)))]}, Context())
+    assert not versions(cloud, "errors/") and not versions(cloud, "outbox/")
+    answer = handler.lambda_handler({"inputs": oip_inputs()}, Context())  # a direct invoke keeps the model's name
+    assert answer["status"] == 503 and "model 'linear' version '1' is not ready" in answer["error"]

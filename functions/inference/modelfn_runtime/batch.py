@@ -32,8 +32,10 @@ Summary = dict[str, Any]
 
 
 class JobRunner:
-    def __init__(self, handle: Handle, *, card: ModelCard | None, settings: Settings) -> None:
+    def __init__(self, handle: Handle, *, card: ModelCard | None, settings: Settings, unavailable: Any = None) -> None:
         self.handle = handle
+        self.unavailable = unavailable
+        """Why the model cannot load yet (the service's ``Unavailable``): every job is retried, none is refused."""
         self.card = card
         self.settings = settings
         self._idempotent: Callable[..., Summary] | None = None
@@ -41,6 +43,9 @@ class JobRunner:
 
     def run(self, job: Job) -> Summary:
         """Run one job to its one result; RetryableJobError when it must be delivered again."""
+        if self.unavailable is not None:
+            raise RetryableJobError(f"model {self.unavailable.name!r} cannot load yet ({str(self.unavailable.reason)[:200]}); "
+                                    "the event is delivered again")
         model, version = (self.card.name, self.card.version) if self.card else (job.model, job.version or "")
         with results.Collector() as collector:
             for envelope in inputs.envelopes(job, self.card, self.settings):

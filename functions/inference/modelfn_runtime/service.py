@@ -226,6 +226,13 @@ class InferenceService:
         return Outcome(HttpResponse.json(200, {"ready": True}))
 
     @property
+    def served_name(self) -> str | None:
+        """The model this function serves, loaded or not (None for the catch-all)."""
+        if self.model is not None:
+            return self.model.card.name
+        return self.unavailable.name if self.unavailable is not None else None
+
+    @property
     def readiness(self) -> Readiness:
         """How the catch-all learns whether the model functions can serve (``MODELFN_MODEL_FUNCTIONS``)."""
         if self._readiness is None:

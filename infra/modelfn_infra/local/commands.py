@@ -279,6 +279,11 @@ def invoke(args: Namespace) -> int:
         message = str(response.get("errorMessage", "")).strip().splitlines() or [""]
         print(f"error: {args.function} failed: {response['errorType']}: {message[-1]} (its log is above)", file=sys.stderr)
         return 1
+    status = response.get("statusCode", response.get("status")) if isinstance(response, dict) else None
+    if isinstance(status, int) and status >= 500:  # it answered, but with a server-side failure (e.g. 503 not ready)
+        body = response.get("body") or response.get("error") or ""
+        print(f"error: {args.function} failed: answered {status}: {str(body)[:300]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -303,6 +308,22 @@ def stop_on_signals() -> None:
         signal.signal(signum, interrupt)
 
 
+def _first_tenant(app: LocalApp, path: str | Path, port: int) -> None:
+    """A fresh project has no local tenant, so every model route would answer 403: create ``dev`` on the most
+    generous plan and print its key once (`modelfn tenants list --local` shows the tenants later)."""
+    from ..tenants import LocalTenants
+    from .apikeys import plans_from_template
+
+    plans = plans_from_template(app.resources)
+    tenants = LocalTenants(path, plans)
+    if not plans or tenants.list():
+        return
+    plan = max(plans.values(), key=lambda limits: (limits.rate_limit, limits.quota or float("inf"))).name
+    tenant = tenants.create("dev", plan)
+    print(f"no local tenant yet: created tenant dev (plan {plan}) in {path}; its API key, shown once: {tenant.key}\n"
+          f"  e.g. curl -H 'x-api-key: {tenant.key}' http://127.0.0.1:{port}/v2/models/<name>/ready", flush=True)
+
+
 def start_api(args: Namespace) -> int:
     stop_on_signals()  # SIGTERM/SIGHUP: leaving the contexts below stops every sandbox and moto
     with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
@@ -312,6 +333,8 @@ def start_api(args: Namespace) -> int:
             cloud.deliver_in_background()
             print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
                   "to the functions as they arrive", flush=True)
+        if not args.no_api_keys:
+            _first_tenant(app, args.tenants, args.port)
         server = app.serve_api(args.port, api_keys=not args.no_api_keys, tenants=args.tenants)
         routes = ApiProvider(app.stacks, cwd=os.getcwd()).api.routes
         for route in sorted(routes, key=lambda r: r.path):

@@ -27,6 +27,9 @@ class Service(Protocol):
     @property
     def card(self) -> ModelCard | None: ...
 
+    @property
+    def served_name(self) -> str | None: ...
+
     def handle(self, request: HttpRequest | Envelope) -> HttpResponse: ...
 
 
@@ -72,6 +75,5 @@ class Trigger(ABC):
 
     def dispatch(self, event: Any, context: Any, service: Service) -> Any:
         """Answer one event: ``requests`` -> ``service.handle`` each (metered once) -> ``respond``."""
-        card = service.card
-        envelopes = self.requests(event, context, card.name if card else None)
+        envelopes = self.requests(event, context, getattr(service, "served_name", None))
         return self.respond(event, envelopes, [service.handle(envelope) for envelope in envelopes])

@@ -71,7 +71,7 @@ class DirectTrigger(Trigger):
 
         runner = RecordTrigger.runner(self, service)  # type: ignore[arg-type]
         request_id = str(getattr(context, "aws_request_id", "") or "")
-        served = service.card.name if service.card else ""
+        served = getattr(service, "served_name", None) or ""
         tenant = event.get("tenant") if isinstance(event.get("tenant"), str) else None
         job = Job(model=served, source=f"invoke:{request_id}", result_name=f"invocations/{request_id}",
                   idempotency_key=f"invoke:{request_id}", trigger=self.name, tenant=tenant, request_id=request_id)

@@ -58,7 +58,8 @@ class RecordTrigger(Trigger):
 
         cached = getattr(service, "_job_runner", None)
         if cached is None:
-            cached = JobRunner(service.handle, card=service.card, settings=Settings.from_env())
+            cached = JobRunner(service.handle, card=service.card, settings=Settings.from_env(),
+                               unavailable=getattr(service, "unavailable", None))
             service._job_runner = cached
         return cached
 
@@ -233,8 +234,7 @@ def _text(value: Any) -> str | None:
 
 
 def _served(service: Any) -> str | None:
-    card = service.card
-    return card.name if card else None
+    return getattr(service, "served_name", None)
 
 
 def _request_id(context: Any) -> str:
