@@ -66,10 +66,13 @@ def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_
     assert built["Environment"]["Variables"]["MODEL_URI"] == "models/digits/1", "the model is baked into the image"
     assert "Layers" not in built and "SnapStart" not in built
 
+    # a local run meters into no deployed table (what `modelfn local` does too): the container has no AWS to reach
+    no_metering = tmp_path / "env.json"
+    no_metering.write_text(json.dumps({"DigitsFunction": {"MODELFN_USAGE_TABLE": ""}}))
     invoke = subprocess.run(
         [os.path.join(VENV_BIN, "sam"), "local", "invoke", "DigitsFunction", "-t", str(result.template),
          "-e", str(REPO / "events" / "rest-infer-json.json"), "--skip-pull-image",
-         "--parameter-overrides", "ModelBucket=unused"],
+         "--parameter-overrides", "ModelBucket=unused", "--env-vars", str(no_metering)],
         env={**engine.env, "SAM_CLI_TELEMETRY": "0"}, capture_output=True, text=True, timeout=600,
     )
     assert invoke.returncode == 0, invoke.stdout[-2000:] + invoke.stderr[-3000:]
