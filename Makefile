@@ -10,12 +10,14 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml infra/scan-requirements.txt
+$(INSTALLED): pyproject.toml infra/scan-requirements.txt infra/peer-requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PYTHON) -m venv $(VENV)/tools
 	$(VENV)/tools/bin/pip install --quiet -r infra/scan-requirements.txt
+	$(PYTHON) -m venv $(VENV)/peers
+	$(VENV)/peers/bin/pip install --quiet -r infra/peer-requirements.txt
 	touch $@
 
 demo: $(INSTALLED)

@@ -22,6 +22,8 @@ from referencing import Registry, Resource
 
 from modelfn_infra.digits import held_out
 
+from ..conftest import REPO
+
 pytestmark = pytest.mark.slow
 CURL = shutil.which("curl")
 
@@ -123,8 +125,8 @@ def test_unknown_routes_are_json_404(api, method, path):
 def test_kserve_rest_client_contract(api):
     """What kserve's InferenceRESTClient reads (kserve/inference_client.py, 0.21): v1 is_server_live GETs the
     base URL and wants {"status": "alive"}; v1 is_model_ready wants "ready" from /v1/models/NAME; v2 wants
-    "live"/"ready" from /v2/health/* and a 2xx from /v2/models/NAME/ready. (kserve itself is not a test
-    dependency: it pulls kubernetes, pandas, grpcio-tools, fastapi and uvicorn.)"""
+    "live"/"ready" from /v2/health/* and a 2xx from /v2/models/NAME/ready. The client itself runs against the API in
+    the next test, from its own environment (its protobuf pin excludes TensorFlow's)."""
 
     def get(path: str) -> dict:
         with urllib.request.urlopen(urllib.request.Request(api.url + path, headers={"Accept": "*/*"})) as response:
@@ -162,3 +164,24 @@ def test_openapi_document_served_by_the_api_is_valid_and_matches_traffic(api, cl
         check("digits.PredictResponse", json.load(response))
     with pytest.raises(Exception, match="64"):
         check("digits.PredictRequest", {"instances": [[0.0] * 63]})
+
+
+def test_kserve_rest_client_against_the_local_api(api, digits):
+    """kserve's own InferenceRESTClient (v1 and v2), run from its own environment as a KServe user runs it."""
+    import os
+    import sys
+
+    peer = REPO / ".venv" / "peers" / "bin" / "python"
+    if not peer.is_file():
+        reason = f"{peer} is missing: `make install` builds the peer clients' environment (infra/peer-requirements.txt)"
+        print(f"SKIP {reason}", file=sys.stderr)
+        pytest.skip(reason)
+    pixels, expected = digits
+    result = subprocess.run([str(peer), str(REPO / "tests" / "local" / "kserve_peer.py"), api.url, json.dumps(pixels[:3].tolist())],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answers["v2_server_live"] and answers["v2_server_ready"] and answers["v2_model_ready"]
+    assert answers["v1_server_live"] and answers["v1_model_ready"]
+    np.testing.assert_allclose(np.array(answers["v2_probs"], np.float32), expected[:3], atol=1e-6)
+    np.testing.assert_allclose(np.array(answers["v1_predictions"], np.float32), expected[:3], atol=1e-6)
