@@ -314,21 +314,24 @@ def _lambda_error_shape(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _children(pid: int) -> list[int]:
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
+    """Every descendant of ``pid``, found by parent id in /proc/*/stat. (A task's ``children`` file lists only what
+    that thread forked, so a sandbox started by a request thread that has since exited would be missed.)"""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            tasks = os.listdir(f"/proc/{current}/task")
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
         except OSError:
             continue
-        for task in tasks:
-            try:
-                kids = Path(f"/proc/{current}/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            for kid in map(int, kids):
-                found.append(kid)
-                queue.append(kid)
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # "pid (comm) state ppid ..."; comm may hold spaces
+        parents.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for kid in parents.get(queue.pop(), []):
+            found.append(kid)
+            queue.append(kid)
     return found
 
 
