@@ -43,7 +43,7 @@ def engine(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_factory, tmp_path):
+def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_factory, tmp_path, monkeypatch):
     workdir = tmp_path_factory.mktemp("standin")
     try:
         base = build_standin_base(engine, workdir)
@@ -55,12 +55,10 @@ def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_
     catalog = Catalog([ModelEntry("digits", "1", package_type="Image", snapstart=False)])
     template = tmp_path / "template.yaml"
     template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
-    os.environ["DOCKER_HOST"] = engine.host
-    try:
-        result = build(template, tmp_path / "build", model_store=digits_store, base_image=base, source_root=REPO,
-                       log=lambda message: None)
-    finally:
-        os.environ.pop("DOCKER_HOST", None)
+    monkeypatch.setenv("DOCKER_HOST", engine.host)  # restored afterwards, whatever the session had
+    result = build(template, tmp_path / "build", model_store=digits_store, base_image=base, source_root=REPO,
+                   log=lambda message: None)
+    monkeypatch.delenv("DOCKER_HOST")
     built = yaml.safe_load(result.template.read_text())["Resources"]["DigitsFunction"]["Properties"]
     assert built["PackageType"] == "Image" and built["ImageUri"] == "digitsfunction:python3.12"
     assert built["Environment"]["Variables"]["MODEL_URI"] == "models/digits/1", "the model is baked into the image"

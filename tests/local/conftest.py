@@ -82,3 +82,12 @@ def api(local_app):
 
 def read_json(response) -> dict:
     return json.loads(response.read())
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie left for init to reap counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

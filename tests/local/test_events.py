@@ -17,9 +17,10 @@ import pytest
 
 from modelfn_infra.local.cloud import LocalCloud
 from modelfn_infra.local.commands import LocalApp
-from modelfn_infra.local.sandbox import free_port
+from modelfn_infra.local.sandbox import _children, free_port
 
 from ..conftest import REPO
+from .conftest import alive
 
 pytestmark = pytest.mark.slow
 EVENTS = sorted((REPO / "events").glob("*.json"))
@@ -229,8 +230,10 @@ def test_start_api_with_moto_delivers_inbox_objects_while_it_runs(digits_store, 
         assert len(document["predictions"][0]) == 10
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=30) as response:
             assert response.status == 200
+        sandboxes = _children(process.pid)
+        assert sandboxes, "the inbox object ran in a sandbox under start-api"
     finally:
         process.terminate()
         process.wait(timeout=30)
-    leftovers = subprocess.run(["pgrep", "-f", f"--runtime-interface-emulator-address 127.0.0.1:.*{REPO}"], capture_output=True, text=True)
-    assert process.returncode == 0 and not leftovers.stdout.strip(), "sandboxes outlived start-api after SIGTERM"
+    assert process.returncode == 0
+    assert not [pid for pid in sandboxes if alive(pid)], "sandboxes outlived start-api after SIGTERM"

@@ -10,24 +10,15 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from modelfn_infra.local.sandbox import _children
 
 from ..conftest import REPO
+from .conftest import alive
 
 pytestmark = pytest.mark.slow
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie left for init to reap counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_a_killed_runtime_is_noticed_at_once_and_the_next_request_succeeds(local_app):

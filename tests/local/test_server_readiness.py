@@ -19,8 +19,8 @@ def ready_event() -> dict:
 
 
 def test_ready_only_when_every_model_function_can_serve(api_template, local_env, tmp_path):
-    with LocalApp(api_template, env_vars=local_env, parameter_overrides={"ModelBucket": "unused"},
-                  log_stream=open(tmp_path / "ok.log", "w")) as app:
+    with (tmp_path / "ok.log").open("w") as log, LocalApp(api_template, env_vars=local_env,
+                                                         parameter_overrides={"ModelBucket": "unused"}, log_stream=log) as app:
         response = app.invoke("ServerFunction", ready_event())
         assert response["statusCode"] == 200, response
 
@@ -29,8 +29,8 @@ def test_ready_only_when_every_model_function_can_serve(api_template, local_env,
     with (broken / "model.onnx").open("ab") as artifact:
         artifact.write(b"\0")  # the sha256 no longer matches the card: the function cannot load it
     env = {**local_env, "ToyFunction": {"MODEL_URI": str(broken)}}
-    with LocalApp(api_template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
-                  log_stream=open(tmp_path / "broken.log", "w")) as app:
+    with (tmp_path / "broken.log").open("w") as log, LocalApp(api_template, env_vars=env,
+                                                             parameter_overrides={"ModelBucket": "unused"}, log_stream=log) as app:
         response = app.invoke("ServerFunction", ready_event())
         error = json.loads(response["body"])["error"]
         assert response["statusCode"] == 503 and response["headers"]["Retry-After"]
