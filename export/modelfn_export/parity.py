@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from .defaults import DEFAULT_ATOL, DEFAULT_RTOL
-from .errors import FAILED, ExportError
+from .errors import FAILED, ExportError, one_line
 
 Batch = dict[str, np.ndarray]
 
@@ -224,7 +224,7 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"ONNX Runtime {ort.__version__} cannot load the converted model: {type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:300]}",
+            f"{one_line(exc)[:300]}",
             "try another --opset or replace the layer named in the message with standard ops",
             exit_code=FAILED,
         ) from None
@@ -242,7 +242,7 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
             results.append(dict(zip(names, session.run(names, batch))))
         except Exception as exc:  # noqa: BLE001
             raise ExportError(
-                f"ONNX Runtime failed to run the model: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                f"ONNX Runtime failed to run the model: {type(exc).__name__}: {one_line(exc)[:300]}",
                 "try another --opset or replace the layer named in the message with standard ops",
                 exit_code=FAILED,
             ) from None
@@ -255,7 +255,7 @@ def run_reference(loaded: Any, batches: Sequence[Batch]) -> list[Batch]:
         return [loaded.run(batch) for batch in batches]
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
-            f"TensorFlow failed on the parity samples: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+            f"TensorFlow failed on the parity samples: {type(exc).__name__}: {one_line(exc)[:300]}",
             "check the samples' values (e.g. integer ids within the Embedding's input_dim) or pass --samples",
         ) from None
 
@@ -323,12 +323,6 @@ def evidence(arrays: Sequence[np.ndarray], *, rtol: float, atol: float) -> Evide
     else:
         reason = ""
     return Evidence(rows, spread, tolerance, distinct, not reason, reason)
-
-
-def evidence_of(outputs: Sequence[Batch], *, rtol: float, atol: float) -> dict[str, Evidence]:
-    """:func:`evidence` for every output of a list of per-batch output dicts."""
-    names = list(outputs[0]) if outputs else []
-    return {name: evidence([batch[name] for batch in outputs], rtol=rtol, atol=atol) for name in names}
 
 
 def uninformative_summary(found: dict[str, Evidence]) -> str:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,22 +90,31 @@ def quantize_dynamic_int8(src: str | os.PathLike[str], dst: str | os.PathLike[st
         ExportError: ONNX Runtime's quantizer failed (exit 1).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def run(pre: str, out: str) -> None:
+        quantize_dynamic(pre, out, weight_type=getattr(QuantType, WEIGHT_TYPE))
+
+    _quantize(src, dst, work_dir, "preprocessed.onnx", run, "dynamic", "export with --quantize none")
+
+
+def _quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str], work_dir: str | os.PathLike[str], pre_name: str,
+              run: Callable[[str, str], None], label: str, fix: str) -> None:
+    """ONNX Runtime's pre-processing of ``src`` (symbolic shape inference, retried without it), then ``run(pre, dst)``
+    in the staging directory with the quantizer's chatter silenced; any failure is an ExportError naming ``fix``."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, dst = Path(src).resolve(), Path(dst).resolve()
-    pre = Path(work_dir).resolve() / "preprocessed.onnx"
+    pre = Path(work_dir).resolve() / pre_name
     try:
         with _Quiet(work_dir):
             try:
                 quant_pre_process(os.fspath(src), os.fspath(pre))
             except Exception:  # noqa: BLE001 - symbolic shape inference (sympy) is the fragile part
                 quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
-            quantize_dynamic(os.fspath(pre), os.fspath(dst), weight_type=getattr(QuantType, WEIGHT_TYPE))
+            run(os.fspath(pre), os.fspath(dst))
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
-            f"dynamic int8 quantization failed: {type(exc).__name__}: {one_line(exc)[:300]}",
-            "export with --quantize none",
-            exit_code=FAILED,
+            f"{label} int8 quantization failed: {type(exc).__name__}: {one_line(exc)[:300]}", fix, exit_code=FAILED
         ) from None
 
 
@@ -134,32 +143,21 @@ def quantize_static_int8(
         ExportError: ONNX Runtime's quantizer failed (exit 1).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    src, dst = Path(src).resolve(), Path(dst).resolve()
-    pre = Path(work_dir).resolve() / "preprocessed-static.onnx"
-    try:
-        with _Quiet(work_dir):
-            try:
-                quant_pre_process(os.fspath(src), os.fspath(pre))
-            except Exception:  # noqa: BLE001
-                quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
-            quantize_static(
-                os.fspath(pre),
-                os.fspath(dst),
-                _Calibration(batches),  # type: ignore[arg-type]  # duck-typed CalibrationDataReader
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-    except Exception as exc:  # noqa: BLE001
-        raise ExportError(
-            f"static int8 quantization failed: {type(exc).__name__}: {one_line(exc)[:300]}",
-            "export with --quantize int8 (dynamic) or --quantize none",
-            exit_code=FAILED,
-        ) from None
+    def run(pre: str, out: str) -> None:
+        quantize_static(
+            pre,
+            out,
+            _Calibration(batches),  # type: ignore[arg-type]  # duck-typed CalibrationDataReader
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+
+    _quantize(src, dst, work_dir, "preprocessed-static.onnx", run, "static",
+              "export with --quantize int8 (dynamic) or --quantize none")
 
 
 def latency(path: str | os.PathLike[str], batches: Sequence[Batch], runs: int = LATENCY_RUNS) -> dict[str, float]:

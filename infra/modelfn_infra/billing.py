@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from modelfn_runtime.usage import KEY_SEPARATOR, MONTH_INDEX, UNTENANTED, usage_key
+from modelfn_runtime.usage import COUNTER_FIELDS, KEY_SEPARATOR, MONTH_INDEX, TRIGGER_PREFIX, UNTENANTED, usage_key
 
 from .tenants import Tenant
 
@@ -38,7 +38,6 @@ DEFAULT_AWS_COSTS = Path("infra/pricing/aws.yaml")
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 CENT = Decimal("0.01")
 MB_MS_PER_GB_SECOND = Decimal(1024 * 1000)
-COUNTERS = ("requests", "items", "billed_ms", "mb_ms", "request_bytes", "response_bytes", "ok", "client_errors", "server_errors")
 
 
 class BillingError(ValueError):
@@ -80,10 +79,10 @@ class UsageRow:
             model=model,
             version=version,
             day=day,
-            **{name: int(plain.get(name, 0)) for name in COUNTERS},
+            **{name: int(plain.get(name, 0)) for name in COUNTER_FIELDS},
             memory_mb=int(plain.get("memory_mb", 0)),
             architecture=plain.get("architecture", "x86_64"),
-            by_trigger={name[len("requests_"):]: int(value) for name, value in plain.items() if name.startswith("requests_")},
+            by_trigger={name[len(TRIGGER_PREFIX):]: int(value) for name, value in plain.items() if name.startswith(TRIGGER_PREFIX)},
         )
 
 

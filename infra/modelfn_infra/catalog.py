@@ -143,7 +143,7 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
         "Metadata": _security_exceptions(),
         "Globals": {
             "Function": {
-                "Runtime": "python3.12",
+                "Runtime": LAMBDA_RUNTIME,
                 "CodeUri": code_uri,
                 "Handler": "app.lambda_handler",
                 "Tracing": "Active",

@@ -57,7 +57,7 @@ def add_model(catalog_path: str | Path, name: str, version: str | None = None, s
     if previous == version:
         updated = text
     elif previous is not None:
-        updated = _set_version(text, name, version)
+        updated = set_version(text, name, version)
     else:
         updated = _append_entry(text, name, version)
     entry = _check(updated, name, version)
@@ -67,7 +67,8 @@ def add_model(catalog_path: str | Path, name: str, version: str | None = None, s
     return CatalogChange(entry, previous, all((directory / file).is_file() for file in (ARTIFACT_FILE, CARD_FILE)))
 
 
-def _set_version(text: str, name: str, version: str) -> str:
+def set_version(text: str, name: str, version: str) -> str:
+    """``text`` (the catalog) with entry ``name`` serving ``version``; comments, including one on the version line, kept."""
     lines = text.splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if re.match(rf"^\s*-\s*name:\s*['\"]?{re.escape(name)}['\"]?\s*(#.*)?$", line))
     indent = len(lines[start]) - len(lines[start].lstrip(" "))

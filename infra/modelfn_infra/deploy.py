@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import yaml
 
 from .catalog import Catalog, CatalogError, rendered
+from .catalog_edit import set_version
 
 SAMCONFIG = "samconfig.toml"
 BUILT_TEMPLATE = ".aws-sam/build/template.yaml"
@@ -153,7 +153,7 @@ def promote(catalog_path: str | Path, template_path: str | Path, name: str, vers
     if store:
         _require_artifact(store, name, version)
     text = catalog_path.read_text()
-    updated = _set_version(text, name, version)
+    updated = set_version(text, name, version)
     catalog_path.write_text(updated)
     try:
         template_path.write_text(rendered(catalog_path))
@@ -161,23 +161,6 @@ def promote(catalog_path: str | Path, template_path: str | Path, name: str, vers
         catalog_path.write_text(text)
         raise
     return previous
-
-
-def _set_version(text: str, name: str, version: str) -> str:
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if re.match(rf"\s*-\s+name:\s*['\"]?{re.escape(name)}['\"]?\s*$", line)), None)
-    if start is None:
-        raise DeployError(f"cannot find `- name: {name}` in the catalog; edit its version by hand")
-    indent = len(lines[start]) - len(lines[start].lstrip(" -"))
-    for i in range(start + 1, len(lines)):
-        stripped = lines[i].lstrip(" ")
-        if re.match(r"\s*-\s", lines[i]) or (stripped and not stripped.startswith("#") and len(lines[i]) - len(stripped) < indent):
-            break
-        if stripped.startswith("version:"):
-            lines[i] = " " * (len(lines[i]) - len(stripped)) + f'version: "{version}"\n'
-            return "".join(lines)
-    lines.insert(start + 1, " " * indent + f'version: "{version}"\n')
-    return "".join(lines)
 
 
 def _require_artifact(store: str, name: str, version: str) -> None:

@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
+from .catalog import PLAN_TAG  # the tag the template puts on its usage plans
+
 TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 STACK_TAG = "modelfn:stack"
-PLAN_TAG = "modelfn:plan"  # the same tag the template puts on its usage plans
 DEFAULT_STACK = "modelfn"
 DEFAULT_LOCAL_TENANTS = Path(".modelfn") / "local" / "tenants.json"
 

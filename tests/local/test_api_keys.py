@@ -19,7 +19,6 @@ from modelfn_infra.catalog import Catalog, ModelEntry, UsagePlanEntry, dump_temp
 from modelfn_infra.local.apikeys import (
     Admitted,
     ApiKeyGate,
-    PlanLimits,
     Refused,
     TokenBucket,
     key_required_routes,
@@ -64,7 +63,7 @@ def test_token_bucket_refills_at_its_rate():
 
 
 def test_gate_refuses_missing_wrong_and_revoked_keys_with_api_gateway_answers(tmp_path):
-    gate, tenants = gate_for(tmp_path, [PlanLimits("free", 10, 10)], Clock())
+    gate, tenants = gate_for(tmp_path, [UsagePlanEntry("free", 10, 10)], Clock())
     acme = tenants.create("acme", "free")
     for key in (None, "", "wrong"):
         refused = gate.check(*INFER, key)
@@ -78,7 +77,7 @@ def test_gate_refuses_missing_wrong_and_revoked_keys_with_api_gateway_answers(tm
 
 def test_gate_throttles_per_key_by_plan(tmp_path):
     clock = Clock()
-    gate, tenants = gate_for(tmp_path, [PlanLimits("free", 1, 2), PlanLimits("pro", 100, 50)], clock)
+    gate, tenants = gate_for(tmp_path, [UsagePlanEntry("free", 1, 2), UsagePlanEntry("pro", 100, 50)], clock)
     free, other, pro = tenants.create("a", "free"), tenants.create("b", "free"), tenants.create("c", "pro")
     answers = [gate.check(*INFER, free.key) for _ in range(3)]
     assert [type(a).__name__ for a in answers] == ["Admitted", "Admitted", "Refused"]
@@ -91,7 +90,7 @@ def test_gate_throttles_per_key_by_plan(tmp_path):
 
 def test_gate_enforces_quotas_per_period(tmp_path):
     clock, now = Clock(), {"t": datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc)}
-    gate, tenants = gate_for(tmp_path, [PlanLimits("free", 1000, 1000, quota=3, quota_period="MONTH")], clock, lambda: now["t"])
+    gate, tenants = gate_for(tmp_path, [UsagePlanEntry("free", 1000, 1000, quota=3, quota_period="MONTH")], clock, lambda: now["t"])
     acme = tenants.create("acme", "free")
     answers = [gate.check(*INFER, acme.key) for _ in range(4)]
     assert [getattr(a, "error_type", "ok") for a in answers] == ["ok", "ok", "ok", "QUOTA_EXCEEDED"]
@@ -115,7 +114,7 @@ def test_the_template_says_which_routes_need_keys_and_what_plans_allow():
     assert ("ServerFunction", "/v2/health/{proxy+}") not in required and ("ServerFunction", "/v2") not in required
     catalog = Catalog.read(REPO / "infra" / "catalog.yaml")
     assert plans_from_template(resources) == {
-        p.name: PlanLimits(p.name, p.rate_limit, p.burst_limit, p.quota, p.quota_period) for p in catalog.plans
+        p.name: UsagePlanEntry(p.name, p.rate_limit, p.burst_limit, p.quota, p.quota_period) for p in catalog.plans
     }
 
 

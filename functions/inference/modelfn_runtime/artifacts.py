@@ -41,10 +41,19 @@ def resolve_model_dir(uri: str) -> Path:
     """A local directory holding ``model.onnx`` and ``modelcard.json`` for ``uri``."""
     if uri.startswith("s3://"):
         return download_from_s3(uri)
+    return local_dir(uri)
+
+
+def local_dir(uri: str) -> Path:
+    """A model directory on disk; a relative one is taken from the function package (``LAMBDA_TASK_ROOT``)."""
     path = Path(uri)
-    if not path.is_absolute():
-        path = Path(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())) / path
-    return path
+    return path if path.is_absolute() else Path(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())) / path
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b/")``: the key prefix of a model directory, ending in ``/`` (or empty)."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    return bucket, prefix.rstrip("/") + "/" if prefix else ""
 
 
 S3_CONNECT_TIMEOUT_S = float(os.environ.get("MODELFN_S3_CONNECT_TIMEOUT_S", "3"))
@@ -81,8 +90,7 @@ def download_from_s3(uri: str) -> Path:
     """
     import botocore.exceptions
 
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    bucket, prefix = split_s3_uri(uri)
     target = cache_dir(bucket, prefix)
     target.mkdir(parents=True, exist_ok=True)
     s3 = s3_client()
@@ -111,16 +119,12 @@ def download_from_s3(uri: str) -> Path:
 
 
 def s3_client():
-    """A boto3 S3 client whose connect/read timeouts and retries are bounded (see ``S3_*`` above)."""
-    import boto3  # only functions that load from S3 pay for importing boto3
-    from botocore.config import Config
+    """A boto3 S3 client whose connect/read timeouts and retries are bounded (see ``S3_*`` above); boto3 is
+    imported only by functions that load from S3."""
+    from .aws import bounded_client
 
-    config = Config(
-        connect_timeout=S3_CONNECT_TIMEOUT_S,
-        read_timeout=S3_READ_TIMEOUT_S,
-        retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
-    )
-    return boto3.client("s3", config=config)
+    return bounded_client("s3", connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_READ_TIMEOUT_S,
+                          max_attempts=S3_MAX_ATTEMPTS)
 
 
 def _s3_failure(error: Exception, bucket: str, key: str) -> str:

@@ -18,18 +18,22 @@ READ_TIMEOUT_S = 10
 MAX_ATTEMPTS = 3
 
 
-@cache
-def client(service: str) -> Any:
-    """A boto3 client for ``service`` (endpoints from the environment, e.g. ``AWS_ENDPOINT_URL_S3``)."""
+def bounded_client(service: str, *, connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S,
+                   max_attempts: int = MAX_ATTEMPTS, retries: dict[str, Any] | None = None) -> Any:
+    """A new boto3 client for ``service`` whose connect/read timeouts and retries are bounded (``retries``, when
+    given, is botocore's retry configuration as is)."""
     import boto3
     from botocore.config import Config
 
-    config = Config(
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-    )
+    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                    retries=retries or {"max_attempts": max_attempts, "mode": "standard"})
     return boto3.client(service, config=config)
+
+
+@cache
+def client(service: str) -> Any:
+    """The sandbox's client for ``service`` (endpoints from the environment, e.g. ``AWS_ENDPOINT_URL_S3``)."""
+    return bounded_client(service)
 
 
 def reset() -> None:

@@ -31,6 +31,17 @@ from .triggers.base import Handle
 Summary = dict[str, Any]
 
 
+def runner_for(service: Any) -> "JobRunner":
+    """The service's job runner, made on the first record or pointer event and kept with the service (a service
+    that reloads its model is a new service, so its runner is new too)."""
+    runner = getattr(service, "_job_runner", None)
+    if runner is None:
+        runner = JobRunner(service.handle, card=service.card, settings=Settings.from_env(),
+                           unavailable=getattr(service, "unavailable", None))
+        service._job_runner = runner
+    return runner
+
+
 class JobRunner:
     def __init__(self, handle: Handle, *, card: ModelCard | None, settings: Settings, unavailable: Any = None) -> None:
         self.handle = handle

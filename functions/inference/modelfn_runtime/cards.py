@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
+from .artifacts import local_dir, split_s3_uri
 from .modelcard import CARD_FILE, ModelCard
 from .observability import logger
 
@@ -44,10 +44,6 @@ def _read_card(uri: str) -> bytes:
     if uri.startswith("s3://"):
         from .aws import client  # boto3 with bounded timeouts, imported on first use
 
-        bucket, _, prefix = uri[len("s3://") :].partition("/")
-        key = (prefix.rstrip("/") + "/" if prefix else "") + CARD_FILE
-        return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    path = Path(uri)
-    if not path.is_absolute():
-        path = Path(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())) / path
-    return (path / CARD_FILE).read_bytes()
+        bucket, prefix = split_s3_uri(uri)
+        return client("s3").get_object(Bucket=bucket, Key=prefix + CARD_FILE)["Body"].read()
+    return (local_dir(uri) / CARD_FILE).read_bytes()

@@ -106,10 +106,6 @@ class Collector:
             self._append(output["name"], output.get("data", []))
         return True
 
-    @property
-    def status(self) -> int:
-        return self._error[0] if self._error else 200
-
     def finish(self) -> Outcome:
         """The job's outcome: the error, or the merged result written to one file."""
         if self._error:

@@ -183,7 +183,7 @@ class InferenceService:
         return outcome.response
 
     def _model_name(self, params: dict[str, str]) -> str | None:
-        return self.model.card.name if self.model else params.get("name")
+        return self.served_name or params.get("name")
 
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
         path = request.path.rstrip("/") or "/"

@@ -44,6 +44,8 @@ UNTENANTED = "-"
 MONTH_INDEX = "month-index"
 KEY_SEPARATOR = "#"
 TRIGGER_PATTERN = re.compile(r"[^a-z0-9_]")
+TRIGGER_PREFIX = "requests_"
+"""Requests per trigger are counted in attributes named ``requests_<trigger>``."""
 MAX_PENDING = 512  # aggregates kept while DynamoDB is unreachable; beyond this they are dropped and counted
 
 
@@ -91,20 +93,21 @@ class Counters:
             self.client_errors += 1
         else:
             self.server_errors += 1
-        trigger = "requests_" + TRIGGER_PATTERN.sub("_", (usage.trigger or "unknown").lower())
+        trigger = TRIGGER_PREFIX + TRIGGER_PATTERN.sub("_", (usage.trigger or "unknown").lower())
         self.by_trigger[trigger] = self.by_trigger.get(trigger, 0) + 1
 
     def merge(self, other: "Counters") -> None:
-        for name in _COUNTER_FIELDS:
+        for name in COUNTER_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for trigger, count in other.by_trigger.items():
             self.by_trigger[trigger] = self.by_trigger.get(trigger, 0) + count
 
     def as_attributes(self) -> dict[str, int]:
-        return {**{name: getattr(self, name) for name in _COUNTER_FIELDS}, **self.by_trigger}
+        return {**{name: getattr(self, name) for name in COUNTER_FIELDS}, **self.by_trigger}
 
 
-_COUNTER_FIELDS = [f.name for f in fields(Counters) if f.name != "by_trigger"]
+COUNTER_FIELDS = tuple(f.name for f in fields(Counters) if f.name != "by_trigger")
+"""The usage table's counter attributes (billing reads exactly these), besides the per-trigger ``requests_*`` ones."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ class UsageMeter:
         self.memory_mb = memory_mb if memory_mb is not None else int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
         self.architecture = architecture()
         self.backoff_s = backoff_s
-        self.client = client or _dynamodb_client(timeout_s)
+        self.timeout_s = timeout_s
+        self._client = client  # made on the first flush: boto3's import stays out of the cold start
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._pending: dict[AggregateKey, Counters] = {}
         self._lock = threading.Lock()
@@ -145,6 +149,20 @@ class UsageMeter:
         self.writes = 0
         self.failures = 0
         self.dropped = 0
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from .aws import bounded_client
+
+            # one attempt within the timeout: a failed write is kept for the next flush, never retried in place
+            self._client = bounded_client("dynamodb", connect_timeout=self.timeout_s, read_timeout=self.timeout_s,
+                                          retries={"total_max_attempts": 1})
+        return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._client = client
 
     def record(self, usage: UsageRecord) -> None:
         if not usage.model or usage.trigger == "probe":  # readiness probes are the platform's, not a tenant's
@@ -282,13 +300,6 @@ def meter_from_environment() -> Meter:
         timeout_s = DEFAULT_TIMEOUT_S
     return MeterChain(MetricsMeter(), UsageMeter(table, timeout_s=timeout_s))
 
-
-def _dynamodb_client(timeout_s: float) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"total_max_attempts": 1})
-    return boto3.client("dynamodb", config=config)
 
 
 def _maybe_applied(error: Exception) -> bool:

@@ -28,19 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..catalog import GATEWAY_ERRORS, PLAN_TAG
+from ..catalog import GATEWAY_ERRORS, PLAN_TAG, UsagePlanEntry
 from ..tenants import LocalTenants, Tenant
-
-
-@dataclass(frozen=True)
-class PlanLimits:
-    """One usage plan's throttle and quota, as the template's ``AWS::ApiGateway::UsagePlan`` states them."""
-
-    name: str
-    rate_limit: float
-    burst_limit: int
-    quota: int | None = None
-    quota_period: str = "MONTH"
 
 
 @dataclass(frozen=True)
@@ -90,7 +79,7 @@ def quota_period_of(moment: datetime, period: str) -> str:
     return moment.strftime("%Y-%m")
 
 
-def plans_from_template(resources: Mapping[str, Any]) -> dict[str, PlanLimits]:
+def plans_from_template(resources: Mapping[str, Any]) -> dict[str, UsagePlanEntry]:
     """The usage plans of a template (tagged ``modelfn:plan``), by plan name."""
     plans = {}
     for resource in resources.values():
@@ -102,7 +91,7 @@ def plans_from_template(resources: Mapping[str, Any]) -> dict[str, PlanLimits]:
         if not name:
             continue
         throttle, quota = properties.get("Throttle") or {}, properties.get("Quota") or {}
-        plans[name] = PlanLimits(
+        plans[name] = UsagePlanEntry(
             name=name,
             rate_limit=float(throttle.get("RateLimit", 10000)),  # API Gateway's account-level defaults
             burst_limit=int(throttle.get("BurstLimit", 5000)),
@@ -140,7 +129,7 @@ class ApiKeyGate:
 
     def __init__(
         self,
-        plans: Mapping[str, PlanLimits],
+        plans: Mapping[str, UsagePlanEntry],
         required: set[tuple[str, str]],
         tenants: LocalTenants,
         *,

@@ -35,6 +35,7 @@ import boto3
 
 S3_EVENTS_QUEUE = "modelfn-local-s3-events"
 ASYNC_RETRIES = 2
+"""Lambda's default retries of a failed asynchronous invoke, where the template sets no ``MaximumRetryAttempts``."""
 
 
 @dataclass
@@ -64,6 +65,7 @@ class InboxMapping:
     prefix: str
     on_failure_url: str | None = None
     on_success_url: str | None = None
+    retries: int = ASYNC_RETRIES
 
 
 @dataclass
@@ -98,7 +100,8 @@ class EventSources:
         for function in app.functions.get_all():
             properties = resources.get(function.name, {}).get("Properties", {})
             env = app.runner.get_invoke_config(function).env_vars.resolve()
-            destinations = (properties.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}
+            invoke_config = properties.get("EventInvokeConfig") or {}
+            destinations = invoke_config.get("DestinationConfig") or {}
             for event in (properties.get("Events") or {}).values():
                 kind, props = event.get("Type"), event.get("Properties") or {}
                 if kind == "SQS":
@@ -117,6 +120,7 @@ class EventSources:
                         function.name, bucket, prefix,
                         _destination(sources, destinations.get("OnFailure"), resources, visibility_s),
                         _destination(sources, destinations.get("OnSuccess"), resources, visibility_s),
+                        int(invoke_config.get("MaximumRetryAttempts", ASYNC_RETRIES)),
                     ))
             table = env.get("MODELFN_IDEMPOTENCY_TABLE")
             if table and table in resources:
@@ -236,7 +240,7 @@ class EventSources:
     def _invoke_async(self, inbox: InboxMapping, event: dict[str, Any], report: DrainReport) -> int:
         """Lambda's asynchronous invoke: the first try and two retries, then the OnFailure destination."""
         request_id = str(uuid.uuid4())
-        for attempt in range(1, ASYNC_RETRIES + 2):
+        for attempt in range(1, inbox.retries + 2):
             result = self.invoke(inbox.function, event)
             if result.error is None:
                 if inbox.on_success_url:
@@ -246,8 +250,8 @@ class EventSources:
             report.errors.append(result.error)
         report.async_failures += 1
         if inbox.on_failure_url:
-            self._destination(inbox.on_failure_url, inbox, event, result, request_id, ASYNC_RETRIES + 1, "RetriesExhausted")
-        return ASYNC_RETRIES + 1
+            self._destination(inbox.on_failure_url, inbox, event, result, request_id, inbox.retries + 1, "RetriesExhausted")
+        return inbox.retries + 1
 
     def _destination(self, url: str, inbox: InboxMapping, event: Any, result: InvokeResult, request_id: str,
                      attempts: int, condition: str) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest
-from .base import Envelope, Handle, Service, Trigger
+from .base import Envelope, Handle, Service, Trigger, request_id
 
 __all__ = ["Envelope", "Handle", "Service", "Trigger", "pick", "TRIGGERS", "UNSUPPORTED_EVENT"]
 
@@ -69,14 +69,11 @@ class UnsupportedTrigger(Trigger):
         return False
 
     def requests(self, event: Any, context: Any, served: str | None = None) -> list[Envelope]:
-        return [Envelope.refused(BadRequest(UNSUPPORTED_EVENT), trigger=self.name, request_id=_request_id(context))]
+        return [Envelope.refused(BadRequest(UNSUPPORTED_EVENT), trigger=self.name, request_id=request_id(context))]
 
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[Any]) -> Any:
         from .direct import direct_payload
 
         return direct_payload(responses[0])
 
-
-def _request_id(context: Any) -> str:
-    return str(getattr(context, "aws_request_id", "") or "")
 

@@ -21,6 +21,11 @@ Handle = Callable[["Envelope"], HttpResponse]
 """``InferenceService.handle``: answers one envelope and meters it exactly once."""
 
 
+def request_id(context: Any) -> str:
+    """The Lambda request id of ``context`` (``""`` for a context without one, e.g. in tests)."""
+    return str(getattr(context, "aws_request_id", "") or "")
+
+
 class Service(Protocol):
     """What a trigger needs of ``InferenceService``."""
 

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import BadRequest
 from ..http import Headers, HttpRequest, HttpResponse
 from ..jobs import Job
-from .base import Envelope, Trigger
+from .base import Envelope, Trigger, request_id
 from .records import json_outputs, pointer_job
 
 ROUTING_FIELDS = ("model_name", "model_version", "tenant")
@@ -46,15 +46,15 @@ class DirectTrigger(Trigger):
         return isinstance(event, dict) and ("inputs" in event or "input_uri" in event)
 
     def requests(self, event: dict[str, Any], context: Any, served: str | None = None) -> list[Envelope]:
-        request_id = str(getattr(context, "aws_request_id", "") or "")
+        rid = request_id(context)
         tenant = event.get("tenant") if isinstance(event.get("tenant"), str) else None
         name, version = event.get("model_name"), event.get("model_version")
         if name is not None and not isinstance(name, str) or version is not None and not isinstance(version, (str, int)):
             error = BadRequest('"model_name" and "model_version" must be strings when given')
-            return [Envelope.refused(error, trigger=self.name, request_id=request_id, tenant=tenant)]
+            return [Envelope.refused(error, trigger=self.name, request_id=rid, tenant=tenant)]
         path = f"/v2/models/{name or served or '-'}" + (f"/versions/{version}" if version is not None else "") + "/infer"
         payload = json_outputs({key: value for key, value in event.items() if key not in ROUTING_FIELDS})
-        request = HttpRequest("POST", path, Headers({"content-type": "application/json"}), request_id=request_id,
+        request = HttpRequest("POST", path, Headers({"content-type": "application/json"}), request_id=rid,
                               trigger=self.name, tenant=tenant, parsed=payload)
         return [Envelope(request)]
 
@@ -67,14 +67,14 @@ class DirectTrigger(Trigger):
         return super().dispatch(event, context, service)
 
     def _pointer(self, event: dict[str, Any], context: Any, service: Any) -> dict[str, Any]:
-        from .records import RecordTrigger
+        from ..batch import runner_for
 
-        runner = RecordTrigger.runner(self, service)  # type: ignore[arg-type]
-        request_id = str(getattr(context, "aws_request_id", "") or "")
+        runner = runner_for(service)
+        rid = request_id(context)
         served = getattr(service, "served_name", None) or ""
         tenant = event.get("tenant") if isinstance(event.get("tenant"), str) else None
-        job = Job(model=served, source=f"invoke:{request_id}", result_name=f"invocations/{request_id}",
-                  idempotency_key=f"invoke:{request_id}", trigger=self.name, tenant=tenant, request_id=request_id)
+        job = Job(model=served, source=f"invoke:{rid}", result_name=f"invocations/{rid}",
+                  idempotency_key=f"invoke:{rid}", trigger=self.name, tenant=tenant, request_id=rid)
         if not served:
             job = replace(job, refusal="this function serves no model; invoke a model's function")
         elif event.get("model_name") not in (None, served):

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ..http import HttpRequest, HttpResponse
-from .base import Envelope, Trigger
+from .base import Envelope, Trigger, request_id
 
 PROBE_EVENT = {"modelfn": "ready"}
 
@@ -28,9 +28,8 @@ class ProbeTrigger(Trigger):
         return isinstance(event, dict) and event.get("modelfn") == "ready"
 
     def requests(self, event: Any, context: Any, served: str | None = None) -> list[Envelope]:
-        request_id = str(getattr(context, "aws_request_id", "") or "")
         path = f"/v2/models/{served}/ready" if served else "/v2/health/ready"
-        return [Envelope(HttpRequest("GET", path, request_id=request_id, trigger=self.name))]
+        return [Envelope(HttpRequest("GET", path, request_id=request_id(context), trigger=self.name))]
 
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[HttpResponse]) -> dict[str, Any]:
         response = responses[0]

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..jobs import INBOX, REQUESTS, Job, RetryableJobError, S3Object, Settings
 from ..observability import logger
-from .base import Envelope, Trigger
+from .base import Envelope, Trigger, request_id
 
 OIP_FIELDS = ("inputs", "outputs", "parameters", "id")
 MESSAGE_FORMS = ('an Open Inference Protocol request ({"inputs": [...]}), an S3 pointer ({"input_uri": "s3://..."}) '
@@ -53,28 +53,20 @@ class RecordTrigger(Trigger):
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[Any]) -> Any:
         raise NotImplementedError("record triggers run one job per record: see dispatch")
 
-    def runner(self, service: Any):
-        from ..batch import JobRunner
-
-        cached = getattr(service, "_job_runner", None)
-        if cached is None:
-            cached = JobRunner(service.handle, card=service.card, settings=Settings.from_env(),
-                               unavailable=getattr(service, "unavailable", None))
-            service._job_runner = cached
-        return cached
-
 
 class S3Trigger(RecordTrigger):
     name = "s3"
     source = "aws:s3"
 
     def dispatch(self, event: dict[str, Any], context: Any, service: Any) -> None:
-        runner = self.runner(service)
+        from ..batch import runner_for
+
+        runner = runner_for(service)
         run = runner.idempotent(context)
-        request_id = _request_id(context)
+        rid = request_id(context)
         retry = []
         for record in event["Records"]:
-            job = s3_job(record, request_id=request_id, trigger=self.name, served=_served(service))
+            job = s3_job(record, request_id=rid, trigger=self.name, served=_served(service))
             if job is None:
                 continue
             try:
@@ -94,12 +86,14 @@ class SqsTrigger(RecordTrigger):
     def dispatch(self, event: dict[str, Any], context: Any, service: Any) -> dict[str, Any]:
         from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-        runner = self.runner(service)
+        from ..batch import runner_for
+
+        runner = runner_for(service)
         run = runner.idempotent(context)
         served = _served(service)
 
         def record_handler(record: Any) -> None:
-            for job in sqs_jobs(record.raw_event, served=served, settings=runner.settings, request_id=_request_id(context)):
+            for job in sqs_jobs(record.raw_event, served=served, settings=runner.settings, request_id=request_id(context)):
                 try:
                     run(job)
                 except Exception as error:
@@ -236,6 +230,3 @@ def _text(value: Any) -> str | None:
 def _served(service: Any) -> str | None:
     return getattr(service, "served_name", None)
 
-
-def _request_id(context: Any) -> str:
-    return str(getattr(context, "aws_request_id", "") or "")
