@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from modelfn_runtime.digest import sha256_file
 from modelfn_runtime.modelcard import ARTIFACT_FILE, SCHEMA_PATH, Artifact, ModelCard, TensorSpec
 from modelfn_runtime.tensors import ORT_TYPES
 
@@ -30,15 +30,6 @@ from .errors import FAILED, ExportError
 
 class CardInvalid(ValueError):
     """A built card does not validate against the schema (a bug in modelfn export)."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def artifact_of(path: str | os.PathLike[str]) -> Artifact:

@@ -106,7 +106,7 @@ def push_model(
     if not bucket:
         raise ExportError("no bucket given", "pass --bucket NAME")
 
-    from .card import sha256_file
+    from modelfn_runtime.digest import sha256_file
 
     artifact = directory / ARTIFACT_FILE
     card_path = directory / CARD_FILE
@@ -185,20 +185,20 @@ def _put_card(client: Any, bucket: str, key: str, body: bytes, sha: str, artifac
 def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
+    from modelfn_runtime.aws import classify_s3_error
+
     try:
         return client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+        if classify_s3_error(exc).kind == "missing":
             return None
         raise
 
 
 def _remote_sha256(client: Any, bucket: str, key: str) -> str:
-    digest = hashlib.sha256()
-    body = client.get_object(Bucket=bucket, Key=key)["Body"]
-    for chunk in iter(lambda: body.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
+    from modelfn_runtime.digest import sha256_stream
+
+    return sha256_stream(client.get_object(Bucket=bucket, Key=key)["Body"])
 
 
 class _s3_errors:
@@ -213,31 +213,29 @@ class _s3_errors:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         if exc is None or isinstance(exc, ExportError):
             return False
-        from boto3.exceptions import S3UploadFailedError
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-        if isinstance(exc, NoCredentialsError):
+        from modelfn_runtime.aws import classify_s3_error
+
+        if not isinstance(exc, (ClientError, BotoCoreError, Boto3Error)):
+            return False
+        failure, text = classify_s3_error(exc), one_line(exc)
+        if isinstance(exc, NoRegionError):
+            raise ExportError("no AWS region configured", "set AWS_REGION or pass a region in your profile", exit_code=FAILED) from None
+        if failure.kind == "credentials":
             raise ExportError(
                 "no AWS credentials found",
                 "configure credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
                 exit_code=FAILED,
             ) from None
-        if isinstance(exc, NoRegionError):
-            raise ExportError("no AWS region configured", "set AWS_REGION or pass a region in your profile", exit_code=FAILED) from None
-        text = one_line(exc)
-        if isinstance(exc, ClientError):
-            code = str(exc.response.get("Error", {}).get("Code"))
-        else:
-            code = ""
-        if code == "NoSuchBucket" or "NoSuchBucket" in text:
+        if failure.kind == "no_bucket":
             raise ExportError(f"bucket '{self.bucket}' does not exist", "create it or pass the right --bucket", exit_code=FAILED) from None
-        if code in ("403", "AccessDenied") or "AccessDenied" in text or "Forbidden" in text:
+        if failure.kind == "denied":
             raise ExportError(
                 f"access to bucket '{self.bucket}' was denied: {text[:200]}",
                 "use credentials allowed s3:GetObject, s3:PutObject and s3:ListBucket on it",
                 exit_code=FAILED,
             ) from None
-        if isinstance(exc, (ClientError, BotoCoreError, S3UploadFailedError)):
-            raise ExportError(f"S3 request failed: {text[:300]}", "check --bucket, your credentials and network (AWS_ENDPOINT_URL)", exit_code=FAILED) from None
-        return False
+        raise ExportError(f"S3 request failed: {text[:300]}", "check --bucket, your credentials and network (AWS_ENDPOINT_URL)", exit_code=FAILED) from None
 

@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from modelfn_runtime import environment as names
+
 from .catalog import IMAGE_DOCKERFILE as DOCKERFILE
 from .catalog import LAMBDA_RUNTIME, LAYER_CODE
 
@@ -174,7 +176,7 @@ def build(
             logical_id,
             properties.get("PackageType", "Zip"),
             architecture,
-            serves_model="MODEL_NAME" in variables,
+            serves_model=names.MODEL_NAME in variables,
             layers=[layer["Ref"] for layer in properties.get("Layers", []) if isinstance(layer, dict) and "Ref" in layer],
         )
         functions.append(function)
@@ -183,9 +185,9 @@ def build(
             tag = _build_image(pip, sources, build_dir / logical_id, function, variables, architecture, python_version,
                                model_store, base_image)
             properties["ImageUri"] = tag
-            baked = build_dir / logical_id / "models" / str(variables.get("MODEL_NAME")) / str(variables.get("MODEL_VERSION"))
+            baked = build_dir / logical_id / "models" / str(variables.get(names.MODEL_NAME)) / str(variables.get(names.MODEL_VERSION))
             if baked.is_dir():  # the model travels inside the image: read it from there, not from S3
-                variables["MODEL_URI"] = baked.relative_to(build_dir / logical_id).as_posix()
+                variables[names.MODEL_URI] = baked.relative_to(build_dir / logical_id).as_posix()
             function.code = logical_id
             resource.pop("Metadata", None)
             artifacts[logical_id] = Artifact(logical_id, build_dir / logical_id, kind="image")
@@ -301,7 +303,7 @@ def _build_image(pip: list[str], root: Path, context: Path, function: FunctionBu
     _build_code(pip, root / "functions" / "inference", context / "task", architecture, python_version)
     models = context / "models"
     models.mkdir()
-    name, version = variables.get("MODEL_NAME"), str(variables.get("MODEL_VERSION", ""))
+    name, version = variables.get(names.MODEL_NAME), str(variables.get(names.MODEL_VERSION, ""))
     if model_store and name and (Path(model_store) / name / version / "model.onnx").is_file():
         shutil.copytree(Path(model_store) / name / version, models / name / version)
     tag = f"{function.logical_id.lower()}:{LAMBDA_RUNTIME}"

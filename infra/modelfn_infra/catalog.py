@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from modelfn_runtime import environment as names
 from modelfn_runtime.limits import DEFAULT_MAX_BATCH_SIZE
 from modelfn_runtime.modelcard import NAME_PATTERN, VERSION_PATTERN
 
@@ -152,7 +153,7 @@ def render_template(catalog: Catalog, code_uri: str = FUNCTION_CODE) -> dict[str
                         "POWERTOOLS_SERVICE_NAME": "modelfn",
                         "POWERTOOLS_METRICS_NAMESPACE": "modelfn",
                         "POWERTOOLS_LOG_LEVEL": "INFO",
-                        "MODELFN_MODELS": ",".join(entry.name for entry in catalog.models),
+                        names.MODELS: ",".join(entry.name for entry in catalog.models),
                     }
                 },
             }
@@ -237,9 +238,9 @@ def _model_function(entry: ModelEntry) -> dict[str, Any]:
         "Architectures": [entry.architecture],
         "Environment": {
             "Variables": {
-                "MODEL_NAME": entry.name,
-                "MODEL_VERSION": entry.version,
-                "MODEL_URI": {"Fn::Sub": f"s3://${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/"},
+                names.MODEL_NAME: entry.name,
+                names.MODEL_VERSION: entry.version,
+                names.MODEL_URI: {"Fn::Sub": f"s3://${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/"},
                 **_model_limits(entry),
             }
         },
@@ -311,7 +312,7 @@ def _api_protection() -> dict[str, Any]:
 
 
 def _model_limits(entry: ModelEntry) -> dict[str, Any]:
-    return {"MODELFN_MAX_BATCH_SIZE": str(entry.max_batch_size), "MODELFN_PAYLOAD_LOG_RATE": str(entry.payload_log_rate)}
+    return {names.MAX_BATCH_SIZE: str(entry.max_batch_size), names.PAYLOAD_LOG_RATE: str(entry.payload_log_rate)}
 
 
 def _model_read_policy(entry: ModelEntry) -> list[dict[str, Any]]:
@@ -461,7 +462,7 @@ def _with_model_cards(function: dict[str, Any], catalog: Catalog) -> dict[str, A
     if not catalog.models:
         return function
     directories = [f"s3://${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/" for entry in catalog.models]
-    properties.setdefault("Environment", {}).setdefault("Variables", {})["MODELFN_CARD_URIS"] = {"Fn::Sub": ",".join(directories)}
+    properties.setdefault("Environment", {}).setdefault("Variables", {})[names.CARD_URIS] = {"Fn::Sub": ",".join(directories)}
     card_keys = [
         {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{ModelBucket}}/${{ModelPrefix}}{entry.name}/{entry.version}/modelcard.json"}
         for entry in catalog.models
@@ -846,7 +847,7 @@ def _wire_readiness(resources: dict[str, Any], catalog: Catalog) -> None:
         items.append({"Fn::Sub": f"{entry.name}=${{{entry.logical_id}}}" + (f":{alias}" if alias else "")})
         arns += [{"Fn::GetAtt": [entry.logical_id, "Arn"]}, {"Fn::Sub": f"${{{entry.logical_id}.Arn}}:*"}]
     server = resources["ServerFunction"]["Properties"]
-    server.setdefault("Environment", {}).setdefault("Variables", {})["MODELFN_MODEL_FUNCTIONS"] = {"Fn::Join": [",", items]}
+    server.setdefault("Environment", {}).setdefault("Variables", {})[names.MODEL_FUNCTIONS] = {"Fn::Join": [",", items]}
     server.setdefault("Policies", []).append({"Statement": [
         {"Sid": "ProbeModelFunctions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": arns},
     ]})

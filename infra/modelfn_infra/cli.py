@@ -357,7 +357,9 @@ def _tenants_revoke(args: argparse.Namespace) -> int:
 def _usage_table(args: argparse.Namespace) -> str:
     import os
 
-    return args.table or os.environ.get("MODELFN_USAGE_TABLE") or f"{args.stack}-usage"
+    from modelfn_runtime.environment import USAGE_TABLE
+
+    return args.table or os.environ.get(USAGE_TABLE) or f"{args.stack}-usage"
 
 
 def _usage(args: argparse.Namespace) -> int:

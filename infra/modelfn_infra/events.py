@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modelfn_runtime import environment as names
 from modelfn_runtime.jobs import ERRORS, INBOX, OUTBOX, REQUESTS
 
 if TYPE_CHECKING:
@@ -89,10 +90,10 @@ def add_model_events(resources: dict[str, Any], entry: ModelEntry) -> None:
     })
     properties = resources[entry.logical_id]["Properties"]
     properties["Environment"]["Variables"].update({
-        "MODELFN_DATA_BUCKET": DATA_BUCKET_NAME,
-        "MODELFN_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
-        "MODELFN_REPLY_QUEUE_PREFIX": REPLY_QUEUE_PREFIX,
-        "MODELFN_MAX_RECEIVE_COUNT": str(entry.max_receive_count),
+        names.DATA_BUCKET: DATA_BUCKET_NAME,
+        names.IDEMPOTENCY_TABLE: {"Ref": "IdempotencyTable"},
+        names.REPLY_QUEUE_PREFIX: REPLY_QUEUE_PREFIX,
+        names.MAX_RECEIVE_COUNT: str(entry.max_receive_count),
     })
     properties["Events"].update({
         "Inbox": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,16 @@ def test_uninformative_parity_is_refused_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(ExportError) as info:
         export_model(model, "uniform", out=tmp_path / "refused")
     message = str(info.value)
-    assert message.startswith("parity evidence is uninformative (generated samples): output 'predictions': it varies by at most 0 across 33 sample rows")
+    # "at most 0" on most CPUs; a few ulps (7.45e-09) where the softmax kernel differs: either way far below any signal
+    assert re.match(r"parity evidence is uninformative \(generated samples\): output 'predictions': it varies by at most "
+                    r"(0|[0-9.]+e-0[89]) across 33 sample rows", message), message
     assert message.endswith("or accept it with --allow-uninformative-parity") and info.value.exit_code == 1
     assert not (tmp_path / "refused").exists()
 
     card = export_model(model, "uniform", out=tmp_path / "allowed", allow_uninformative_parity=True, quantize="int8")
     check_version_dir(tmp_path / "allowed" / "uniform" / "1")
     assert card.parity["informative"] is False and card.parity["uninformative_allowed"] is True
-    assert card.parity["per_output"]["predictions"]["spread"] == 0.0
+    assert card.parity["per_output"]["predictions"]["spread"] < 1e-7
     assert card.parity["per_output"]["predictions"]["distinct_top1"] == 1
     assert card.quantization["informative"] is False
 

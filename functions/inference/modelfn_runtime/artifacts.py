@@ -11,26 +11,20 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from . import environment as names
+from .aws import classify_s3_error
+from .digest import sha256_file
 from .modelcard import ARTIFACT_FILE, CARD_FILE
 
-CACHE_ROOT = Path(os.environ.get("MODELFN_CACHE_DIR", "/tmp/modelfn"))
+CACHE_ROOT = Path(os.environ.get(names.CACHE_DIR, "/tmp/modelfn"))
 
 
 class ModelLoadError(RuntimeError):
     """The artifact cannot be served as described (missing file, checksum or signature mismatch)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_model_uri(name: str, version: str) -> str:
@@ -56,9 +50,9 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.rstrip("/") + "/" if prefix else ""
 
 
-S3_CONNECT_TIMEOUT_S = float(os.environ.get("MODELFN_S3_CONNECT_TIMEOUT_S", "3"))
-S3_READ_TIMEOUT_S = float(os.environ.get("MODELFN_S3_READ_TIMEOUT_S", "10"))
-S3_MAX_ATTEMPTS = int(os.environ.get("MODELFN_S3_MAX_ATTEMPTS", "3"))
+S3_CONNECT_TIMEOUT_S = float(os.environ.get(names.S3_CONNECT_TIMEOUT_S, "3"))
+S3_READ_TIMEOUT_S = float(os.environ.get(names.S3_READ_TIMEOUT_S, "10"))
+S3_MAX_ATTEMPTS = int(os.environ.get(names.S3_MAX_ATTEMPTS, "3"))
 """An unreachable or hanging S3 fails init within about attempts x (connect + read) seconds, not Lambda's timeout."""
 
 
@@ -129,24 +123,20 @@ def s3_client():
 
 def _s3_failure(error: Exception, bucket: str, key: str) -> str:
     """One line naming the object, what S3 said, and the fix."""
-    import botocore.exceptions
-
     uri = f"s3://{bucket}/{key}"
-    code = ""
-    if isinstance(error, botocore.exceptions.ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-    if code == "NoSuchBucket":
+    failure = classify_s3_error(error)
+    if failure.kind == "no_bucket":
         return f"bucket {bucket!r} of {uri} does not exist; create it or fix the ModelBucket parameter / MODEL_URI"
-    if code in ("404", "NoSuchKey", "NotFound"):
+    if failure.kind == "missing":
         return f"{uri} does not exist; push the model with `modelfn push`"
-    if code in ("403", "AccessDenied", "AllAccessDisabled") or code.startswith("KMS"):
+    if failure.kind == "denied":
         return (
-            f"access to {uri} was denied ({code}); push the model there if it is missing, or grant the function "
+            f"access to {uri} was denied ({failure.code}); push the model there if it is missing, or grant the function "
             "s3:GetObject on its model prefix and kms:Decrypt on the model key"
         )
-    if isinstance(error, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.EndpointConnectionError)):
-        return f"S3 is unreachable for {uri} ({type(error).__name__}); check the network/VPC endpoint and AWS_ENDPOINT_URL_S3"
-    if isinstance(error, botocore.exceptions.ReadTimeoutError):
+    if failure.kind == "unreachable":
+        return f"S3 is unreachable for {uri} ({failure.code}); check the network/VPC endpoint and AWS_ENDPOINT_URL_S3"
+    if failure.kind == "timeout":
         return f"S3 did not answer for {uri} within {S3_READ_TIMEOUT_S:g} s ({S3_MAX_ATTEMPTS} attempts); retry later or raise MODELFN_S3_READ_TIMEOUT_S"
     return f"reading {uri} failed: {str(error)[:200]}; check MODEL_URI and the function's permissions"
 

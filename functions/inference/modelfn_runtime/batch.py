@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import aws, inputs, results
+from .http import status_class
 from .jobs import Job, RetryableJobError, Settings
 from .modelcard import ModelCard
 from .observability import logger
@@ -61,12 +62,12 @@ class JobRunner:
         with results.Collector() as collector:
             for envelope in inputs.envelopes(job, self.card, self.settings):
                 response = self.handle(envelope)
-                if response.status >= 500:
+                if status_class(response.status) == "server_error":
                     raise RetryableJobError(f"{job.source[:120]}: the function answered {response.status}; see its logs")
                 if not collector.add(response):
                     break
             summary = results.deliver(job, collector.finish(), model=model, version=version, settings=self.settings)
-        log = logger.warning if summary["status"] >= 400 else logger.info
+        log = logger.info if status_class(summary["status"]) == "ok" else logger.warning
         log("job finished", source=job.source[:200], status=summary["status"], output=summary["output"], items=summary["items"])
         return summary
 

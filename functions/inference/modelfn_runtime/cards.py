@@ -17,10 +17,11 @@ import json
 import os
 
 from .artifacts import local_dir, split_s3_uri
+from .environment import CARD_URIS
 from .modelcard import CARD_FILE, ModelCard
 from .observability import logger
 
-CARD_URIS_ENV = "MODELFN_CARD_URIS"
+CARD_URIS_ENV = CARD_URIS
 
 
 def read_cards(uris: str) -> list[ModelCard]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from . import snapstart, triggers
 from .artifacts import ModelLoadError, default_model_uri, resolve_model_dir
+from .environment import EXECUTION_PROVIDER, MODEL_NAME, MODEL_URI, MODEL_VERSION, MODELS, model_list
 from .limits import Limits
 from .observability import logger, metrics, tracer
 from .payloads import PayloadLog
@@ -38,16 +39,16 @@ RETRY_BACKOFF_S = (5, 10, 30, 60, 120, 300)
 
 def load_service() -> InferenceService:
     """Build the service from the environment (the init phase of a cold start)."""
-    served = [name for name in os.environ.get("MODELFN_MODELS", "").split(",") if name]
-    name = os.environ.get("MODEL_NAME")
+    served = model_list(os.environ.get(MODELS))
+    name = os.environ.get(MODEL_NAME)
     if not name:
         return InferenceService(model=None, served_models=served)
     from .session import ModelSession  # only model functions import onnxruntime
 
-    version = os.environ.get("MODEL_VERSION", "1")
+    version = os.environ.get(MODEL_VERSION, "1")
     started = time.perf_counter()
-    model_dir = resolve_model_dir(os.environ.get("MODEL_URI") or default_model_uri(name, version))
-    model = ModelSession.load(model_dir, preference=os.environ.get("MODELFN_EXECUTION_PROVIDER", "auto"))
+    model_dir = resolve_model_dir(os.environ.get(MODEL_URI) or default_model_uri(name, version))
+    model = ModelSession.load(model_dir, preference=os.environ.get(EXECUTION_PROVIDER, "auto"))
     if (model.card.name, model.card.version) != (name, version):
         raise RuntimeError(
             f"{model_dir} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
@@ -90,8 +91,8 @@ class ServiceSlot:
         return service
 
     def _unavailable(self, error: Exception) -> InferenceService:
-        name, version = os.environ.get("MODEL_NAME", ""), os.environ.get("MODEL_VERSION", "1")
-        uri = os.environ.get("MODEL_URI") or default_model_uri(name, version)
+        name, version = os.environ.get(MODEL_NAME, ""), os.environ.get(MODEL_VERSION, "1")
+        uri = os.environ.get(MODEL_URI) or default_model_uri(name, version)
         pause = RETRY_BACKOFF_S[min(self.failures, len(RETRY_BACKOFF_S) - 1)]
         self.failures += 1
         self._retry_at = self._clock() + pause
@@ -103,14 +104,14 @@ class ServiceSlot:
             "model cannot load", uri=uri, reason=str(error)[:600], error_type=type(error).__name__,
             attempt=self.failures, retry_in_s=pause,
         )
-        served = [n for n in os.environ.get("MODELFN_MODELS", "").split(",") if n]
+        served = model_list(os.environ.get(MODELS))
         return InferenceService(None, served_models=served, unavailable=Unavailable(name, version, reason, pause))
 
 
 SLOT = ServiceSlot()
 SERVICE = SLOT.service  # the service at the end of init (tests replace it; ``_service`` prefers a replacement)
 snapstart.register(SERVICE)  # SnapStart: warm before the snapshot, re-check threads/provider after restore
-logger.append_keys(model=os.environ.get("MODEL_NAME", "-"), version=os.environ.get("MODEL_VERSION", "-"))
+logger.append_keys(model=os.environ.get(MODEL_NAME, "-"), version=os.environ.get(MODEL_VERSION, "-"))
 
 
 def _service() -> InferenceService:

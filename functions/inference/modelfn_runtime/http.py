@@ -10,7 +10,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+StatusClass = Literal["ok", "client_error", "server_error"]
+
+
+def status_class(status: int) -> StatusClass:
+    """The one rule for what a status means: ``ok`` below 400, ``client_error`` for 4xx (the caller's to fix:
+    retrying the same request cannot help), ``server_error`` for 5xx (ours: an event is delivered again).
+
+    Example:
+        >>> [status_class(s) for s in (200, 404, 503)]
+        ['ok', 'client_error', 'server_error']
+    """
+    if status < 400:
+        return "ok"
+    return "client_error" if status < 500 else "server_error"
 
 
 class Headers(dict[str, str]):

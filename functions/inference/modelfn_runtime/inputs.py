@@ -45,8 +45,6 @@ from .protocols.oip import HEADER_LENGTH
 from .tensors import datatype_of, to_binary
 from .triggers.base import Envelope
 
-PERMANENT_S3_ERRORS = {"NoSuchKey", "NoSuchBucket", "404", "AccessDenied", "403", "InvalidObjectState", "NoSuchVersion"}
-
 
 def envelopes(job: Job, card: ModelCard | None, settings: Settings | None = None) -> Iterator[Envelope]:
     """The requests ``job`` carries, lazily; at most one refused envelope when the input is unusable."""
@@ -225,12 +223,13 @@ def _call(obj: S3Object, operation: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return getattr(aws.client("s3"), operation)(*args, **kwargs)
     except Exception as error:
-        code = aws.error_code(error)
-        if code in ("NoSuchKey", "404", "NoSuchBucket", "NoSuchVersion"):
+        failure = aws.classify_s3_error(error)
+        if failure.kind in ("missing", "no_bucket"):
             raise NotFound(f"{obj.uri[:120]} does not exist (it may have been deleted after the event); put it again") from None
-        if code in ("AccessDenied", "403"):
+        if failure.kind == "denied":
             raise NotFound(f"{obj.uri[:120]} does not exist or this function may not read it; inputs must be under the "
                            "model's inbox/<model>/ or requests/<model>/ prefix of the data bucket") from None
-        if code in PERMANENT_S3_ERRORS:
-            raise BadRequest(f"{obj.uri[:120]} cannot be read ({code})") from None
-        raise RetryableJobError(f"reading {obj.uri[:120]} failed ({code or type(error).__name__}): {str(error)[:120]}") from error
+        if failure.kind == "invalid":  # the object itself (e.g. archived): the client's to fix
+            raise BadRequest(f"{obj.uri[:120]} cannot be read ({failure.code})") from None
+        # transient, or this function's own configuration (credentials): not the client's fault, so retried
+        raise RetryableJobError(f"reading {obj.uri[:120]} failed ({failure.code}): {str(error)[:120]}") from error

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from . import environment as names
 from .errors import BadRequest
 from .limits import DEFAULT_MAX_BATCH_SIZE, Limits
 
@@ -67,16 +68,16 @@ class Settings:
             return int(raw) if raw.isdigit() and int(raw) > 0 else default
 
         return cls(
-            data_bucket=env.get("MODELFN_DATA_BUCKET") or None,
-            idempotency_table=env.get("MODELFN_IDEMPOTENCY_TABLE") or None,
-            reply_queue_prefix=env.get("MODELFN_REPLY_QUEUE_PREFIX") or None,
-            chunk_bytes=number("MODELFN_CHUNK_BYTES", cls.chunk_bytes),
+            data_bucket=env.get(names.DATA_BUCKET) or None,
+            idempotency_table=env.get(names.IDEMPOTENCY_TABLE) or None,
+            reply_queue_prefix=env.get(names.REPLY_QUEUE_PREFIX) or None,
+            chunk_bytes=number(names.CHUNK_BYTES, cls.chunk_bytes),
             # a chunk is one request: never more rows than the model accepts (MODELFN_MAX_BATCH_SIZE)
-            max_rows=min(number("MODELFN_CHUNK_ROWS", cls.max_rows), Limits.from_env(env).max_batch_size),
-            max_object_bytes=number("MODELFN_MAX_OBJECT_BYTES", cls.max_object_bytes),
-            max_json_bytes=number("MODELFN_MAX_JSON_BYTES", cls.max_json_bytes),
-            idempotency_ttl_s=number("MODELFN_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),
-            max_receive_count=number("MODELFN_MAX_RECEIVE_COUNT", 0),
+            max_rows=min(number(names.CHUNK_ROWS, cls.max_rows), Limits.from_env(env).max_batch_size),
+            max_object_bytes=number(names.MAX_OBJECT_BYTES, cls.max_object_bytes),
+            max_json_bytes=number(names.MAX_JSON_BYTES, cls.max_json_bytes),
+            idempotency_ttl_s=number(names.IDEMPOTENCY_TTL_S, cls.idempotency_ttl_s),
+            max_receive_count=number(names.MAX_RECEIVE_COUNT, 0),
         )
 
 

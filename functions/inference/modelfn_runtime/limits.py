@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .environment import MAX_BATCH_SIZE
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT
 
 DEFAULT_MAX_BATCH_SIZE = 1024
@@ -28,7 +29,7 @@ MAX_DIMENSION = 2**31 - 1
 MAX_ELEMENTS = LAMBDA_SYNC_PAYLOAD_LIMIT
 """Elements of all input tensors of one request together: a 6 MB body cannot carry more (one byte each)."""
 
-BATCH_SIZE_VARIABLE = "MODELFN_MAX_BATCH_SIZE"
+BATCH_SIZE_VARIABLE = MAX_BATCH_SIZE
 
 
 @dataclass(frozen=True)

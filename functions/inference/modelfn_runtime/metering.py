@@ -19,6 +19,7 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from .http import status_class
 from .observability import metrics
 
 
@@ -56,8 +57,9 @@ class MetricsMeter:
         metrics.add_metric("Requests", MetricUnit.Count, 1)
         if usage.batch_size:
             metrics.add_metric("BatchSize", MetricUnit.Count, usage.batch_size)
-        if usage.status >= 400:
-            metrics.add_metric("ClientErrors" if usage.status < 500 else "Errors", MetricUnit.Count, 1)
+        kind = status_class(usage.status)
+        if kind != "ok":
+            metrics.add_metric("ClientErrors" if kind == "client_error" else "Errors", MetricUnit.Count, 1)
 
     def flush(self) -> None:
         """EMF metrics are flushed by ``metrics.log_metrics`` around the handler."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .environment import PAYLOAD_LOG_BYTES, PAYLOAD_LOG_RATE, PAYLOAD_REDACT
 from .http import HttpRequest, HttpResponse
 from .observability import logger
 
@@ -41,16 +42,16 @@ class PayloadLog:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "PayloadLog":
-        raw_rate = environ.get("MODELFN_PAYLOAD_LOG_RATE", "0").strip() or "0"
+        raw_rate = environ.get(PAYLOAD_LOG_RATE, "0").strip() or "0"
         try:
             rate = float(raw_rate)
         except ValueError:
             rate = -1.0
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"MODELFN_PAYLOAD_LOG_RATE={raw_rate!r} is invalid; set a share between 0 and 1 such as 0.01")
-        raw_bytes = environ.get("MODELFN_PAYLOAD_LOG_BYTES", "").strip()
+            raise ValueError(f"{PAYLOAD_LOG_RATE}={raw_rate!r} is invalid; set a share between 0 and 1 such as 0.01")
+        raw_bytes = environ.get(PAYLOAD_LOG_BYTES, "").strip()
         max_bytes = int(raw_bytes) if raw_bytes.isdigit() else cls.max_bytes
-        redact = frozenset(name.strip() for name in environ.get("MODELFN_PAYLOAD_REDACT", "").split(",") if name.strip())
+        redact = frozenset(name.strip() for name in environ.get(PAYLOAD_REDACT, "").split(",") if name.strip())
         return cls(rate, max_bytes, redact)
 
     def maybe_log(self, request: HttpRequest, response: HttpResponse, sample: Callable[[], float] = random.random) -> bool:

@@ -22,6 +22,8 @@ import os
 
 import onnxruntime as ort
 
+from .environment import CUDA_TF32
+
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so")
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -74,7 +76,7 @@ def tensorrt_available() -> bool:
 
 def provider_options(names: list[str]) -> list[dict[str, str]]:
     """Per-provider options, aligned with ``names`` (``InferenceSession(provider_options=...)``)."""
-    tf32 = "1" if os.environ.get("MODELFN_CUDA_TF32") == "1" else "0"
+    tf32 = "1" if os.environ.get(CUDA_TF32) == "1" else "0"
     return [{"use_tf32": tf32} if name == "CUDAExecutionProvider" else {} for name in names]
 
 

@@ -24,10 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import aws
+from .environment import MODEL_FUNCTIONS, READY_CACHE_S
 from .triggers.probe import PROBE_EVENT
 
-FUNCTIONS_ENV = "MODELFN_MODEL_FUNCTIONS"
-CACHE_ENV = "MODELFN_READY_CACHE_S"
+FUNCTIONS_ENV = MODEL_FUNCTIONS
+CACHE_ENV = READY_CACHE_S
 DEFAULT_CACHE_S = 10.0
 
 Invoke = Callable[[str], dict[str, Any]]

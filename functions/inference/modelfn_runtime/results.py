@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import aws
-from .http import HttpResponse
+from .http import HttpResponse, status_class
 from .jobs import ERRORS, OUTBOX, Job, RetryableJobError, Settings
 
 REPLY_INLINE_LIMIT = 200 * 1024
@@ -82,11 +82,11 @@ class Collector:
             payload = json.loads(response.body) if response.body else {}
         except ValueError:
             payload = {"error": "the model's answer was not JSON"}
-        if response.status >= 400 or not isinstance(payload, dict):
+        if status_class(response.status) != "ok" or not isinstance(payload, dict):
             message = payload.get("error", f"status {response.status}") if isinstance(payload, dict) else "unreadable answer"
             if self.chunks:
                 message = f"rows from {self.items}: {message}"
-            self._error = (response.status if response.status >= 400 else 500, {"error": message})
+            self._error = (500 if status_class(response.status) == "ok" else response.status, {"error": message})
             return False
         self.items += _rows(payload) if rows is None else rows
         self.chunks += 1
@@ -168,7 +168,7 @@ def _rows(payload: dict[str, Any]) -> int:
 
 
 def result_key(job: Job, status: int) -> str:
-    return f"{OUTBOX if status < 400 else ERRORS}/{job.model or '_unknown'}/{job.result_name}.json"
+    return f"{OUTBOX if status_class(status) == 'ok' else ERRORS}/{job.model or '_unknown'}/{job.result_name}.json"
 
 
 def deliver(job: Job, outcome: Outcome, *, model: str, version: str, settings: Settings) -> dict[str, Any]:
@@ -188,16 +188,16 @@ def deliver(job: Job, outcome: Outcome, *, model: str, version: str, settings: S
         _s3_upload(settings.data_bucket, key, outcome.path, metadata)
     else:
         document = dict(outcome.document or {})
-        if outcome.status >= 400:
+        if status_class(outcome.status) != "ok":
             document.update(status=outcome.status, input=job.source, model=job.model, request_id=job.request_id)
         _s3_upload(settings.data_bucket, key, _json(document).encode(), metadata)
     summary = {"status": outcome.status, "output": f"s3://{settings.data_bucket}/{key}", "model": model, "version": version,
                "items": outcome.items, "source": job.source, "request_id": job.request_id}
-    if outcome.status >= 400:
+    if status_class(outcome.status) != "ok":
         summary["error"] = (outcome.document or {}).get("error", "")
     if job.reply_to:
         reply = dict(summary)
-        if outcome.status < 400 and outcome.body_size() <= REPLY_INLINE_LIMIT:
+        if status_class(outcome.status) == "ok" and outcome.body_size() <= REPLY_INLINE_LIMIT:
             reply["result"] = outcome.load()
         _sqs_send(job.reply_to, _json(reply))
     return summary

@@ -19,7 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from . import providers
-from .artifacts import ModelLoadError, sha256_file
+from .artifacts import ModelLoadError
+from .digest import sha256_file
 from .errors import BadRequest, quote
 from .modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard, TensorSpec
 from .tensors import ORT_TYPES, datatype_of, from_ort, to_ort

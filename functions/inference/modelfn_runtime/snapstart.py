@@ -24,6 +24,7 @@ import os
 import time
 from typing import Any
 
+from .environment import EXECUTION_PROVIDER
 from .observability import logger
 
 
@@ -79,4 +80,4 @@ def recheck(service: Any) -> None:
 
 
 def _preference() -> str:
-    return os.environ.get("MODELFN_EXECUTION_PROVIDER", "auto")
+    return os.environ.get(EXECUTION_PROVIDER, "auto")

@@ -34,11 +34,13 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from .environment import USAGE_TABLE, USAGE_TIMEOUT_S
+from .http import status_class
 from .metering import Meter, MetricsMeter, UsageRecord
 from .observability import logger
 
-USAGE_TABLE_ENV = "MODELFN_USAGE_TABLE"
-USAGE_TIMEOUT_ENV = "MODELFN_USAGE_TIMEOUT_S"  # connect and read timeout of the meter's one attempt per flush
+USAGE_TABLE_ENV = USAGE_TABLE
+USAGE_TIMEOUT_ENV = USAGE_TIMEOUT_S  # connect and read timeout of the meter's one attempt per flush
 DEFAULT_TIMEOUT_S = 0.5  # DynamoDB answers an UpdateItem in milliseconds; this bounds a sick one
 UNTENANTED = "-"
 MONTH_INDEX = "month-index"
@@ -87,9 +89,10 @@ class Counters:
         self.mb_ms += billed * memory_mb
         self.request_bytes += usage.request_bytes
         self.response_bytes += usage.response_bytes
-        if usage.status < 400:
+        kind = status_class(usage.status)
+        if kind == "ok":
             self.ok += 1
-        elif usage.status < 500:
+        elif kind == "client_error":
             self.client_errors += 1
         else:
             self.server_errors += 1

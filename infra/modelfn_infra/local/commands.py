@@ -38,6 +38,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from modelfn_export.defaults import DEFAULT_STORE  # noqa: E402
 from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT, payload_too_large  # noqa: E402
+from modelfn_runtime.http import status_class  # noqa: E402
 from modelfn_runtime.usage import USAGE_TABLE_ENV  # noqa: E402
 
 from ..catalog import API_KEY_HEADER  # noqa: E402
@@ -280,7 +281,7 @@ def invoke(args: Namespace) -> int:
         print(f"error: {args.function} failed: {response['errorType']}: {message[-1]} (its log is above)", file=sys.stderr)
         return 1
     status = response.get("statusCode", response.get("status")) if isinstance(response, dict) else None
-    if isinstance(status, int) and status >= 500:  # it answered, but with a server-side failure (e.g. 503 not ready)
+    if isinstance(status, int) and status_class(status) == "server_error":  # it answered, but failed (e.g. 503 not ready)
         body = response.get("body") or response.get("error") or ""
         print(f"error: {args.function} failed: answered {status}: {str(body)[:300]}", file=sys.stderr)
         return 1

@@ -33,6 +33,8 @@ from typing import Any
 
 import boto3
 
+from modelfn_runtime import environment as names
+
 S3_EVENTS_QUEUE = "modelfn-local-s3-events"
 ASYNC_RETRIES = 2
 """Lambda's default retries of a failed asynchronous invoke, where the template sets no ``MaximumRetryAttempts``."""
@@ -114,7 +116,7 @@ class EventSources:
                 elif kind == "S3":
                     rules = props.get("Filter", {}).get("S3Key", {}).get("Rules", [])
                     prefix = next((r["Value"] for r in rules if r["Name"].lower() == "prefix"), "")
-                    bucket = env.get("MODELFN_DATA_BUCKET") or props["Bucket"]["Ref"]
+                    bucket = env.get(names.DATA_BUCKET) or props["Bucket"]["Ref"]
                     sources.create_bucket(bucket)
                     sources.inboxes.append(InboxMapping(
                         function.name, bucket, prefix,
@@ -122,7 +124,7 @@ class EventSources:
                         _destination(sources, destinations.get("OnSuccess"), resources, visibility_s),
                         int(invoke_config.get("MaximumRetryAttempts", ASYNC_RETRIES)),
                     ))
-            table = env.get("MODELFN_IDEMPOTENCY_TABLE")
+            table = env.get(names.IDEMPOTENCY_TABLE)
             if table and table in resources:
                 sources.create_table(table, resources[table]["Properties"])
         sources.connect_inboxes()

@@ -18,18 +18,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelfn_runtime.cards import CARD_URIS_ENV
+from modelfn_runtime import environment as names
 from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE
 
-PATH_VARIABLES = ("MODEL_URI", CARD_URIS_ENV)
+PATH_VARIABLES = (names.MODEL_URI, names.CARD_URIS)
 
 
 def model_functions(variables: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
     """``{logical id: (model name, version)}`` for the functions that serve a model."""
     return {
-        function: (str(env["MODEL_NAME"]), str(env.get("MODEL_VERSION", "1")))
+        function: (str(env[names.MODEL_NAME]), str(env.get(names.MODEL_VERSION, "1")))
         for function, env in variables.items()
-        if env.get("MODEL_NAME")
+        if env.get(names.MODEL_NAME)
     }
 
 
@@ -41,12 +41,12 @@ def local_store_env(
     served = model_functions(variables)
     directories = []
     for function, (name, version) in served.items():
-        uri = env.get(function, {}).get("MODEL_URI") or str(store / name / version)
-        env.setdefault(function, {})["MODEL_URI"] = uri
+        uri = env.get(function, {}).get(names.MODEL_URI) or str(store / name / version)
+        env.setdefault(function, {})[names.MODEL_URI] = uri
         directories.append(uri)
     for function, values in variables.items():
-        if CARD_URIS_ENV in values and CARD_URIS_ENV not in env.get(function, {}):
-            env.setdefault(function, {})[CARD_URIS_ENV] = ",".join(directories)
+        if names.CARD_URIS in values and names.CARD_URIS not in env.get(function, {}):
+            env.setdefault(function, {})[names.CARD_URIS] = ",".join(directories)
     return env
 
 
@@ -72,7 +72,7 @@ def missing_models(
     for function, (name, version) in model_functions(variables).items():
         if functions is not None and function not in functions:
             continue
-        uri = env.get(function, {}).get("MODEL_URI", "")
+        uri = env.get(function, {}).get(names.MODEL_URI, "")
         if not uri or uri.startswith("s3://"):
             continue
         directory = Path(uri)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import BadRequest
-from ..http import Headers, HttpRequest, HttpResponse
+from ..http import Headers, HttpRequest, HttpResponse, status_class
 from ..jobs import Job
 from .base import Envelope, Trigger, request_id
 from .records import json_outputs, pointer_job
@@ -34,7 +34,7 @@ ROUTING_FIELDS = ("model_name", "model_version", "tenant")
 def direct_payload(response: HttpResponse) -> dict[str, Any]:
     """A direct invoke answers the OIP JSON itself; errors keep their status so no retry is wasted on them."""
     payload = json.loads(response.body) if response.body else {}
-    if response.status >= 400:
+    if status_class(response.status) != "ok":
         payload["status"] = response.status
     return payload
 
