@@ -199,9 +199,11 @@ def _model_handlers(protocol: str) -> dict[str, ModelHandler]:
         from .protocols import oip
 
         return oip.HANDLERS
-    from .protocols import tfserving
+    if protocol == tfserving_routes.PROTOCOL:
+        from .protocols import tfserving
 
-    return tfserving.HANDLERS
+        return tfserving.HANDLERS
+    raise LookupError(f"no model protocol {protocol!r}; add its handlers here")
 
 
 def _encoded_size(response: HttpResponse) -> int:
