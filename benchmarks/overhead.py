@@ -7,6 +7,9 @@ noise hits both alike. Reports p50/p90 of each and the handler's overhead (p50 h
     .venv/bin/python benchmarks/overhead.py                  # digits from models/ (exported if missing)
     .venv/bin/python benchmarks/overhead.py --profile
     .venv/bin/python benchmarks/overhead.py --code /tmp/before/functions/inference   # another checkout
+    .venv/bin/python benchmarks/overhead.py --breakdown      # also each stage of the request path, timed alone
+
+``--requests``, ``--warmup`` and ``--stage-samples`` bound the run (tests smoke-run it with tiny counts).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import functools
 import json
 import os
 import statistics
@@ -42,8 +46,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def p50(call, n: int = 5000) -> float:
-    for _ in range(300):
+def p50(call, n: int = 5000, warmup: int = 300) -> float:
+    for _ in range(warmup):
         call()
     samples = []
     for _ in range(n):
@@ -53,19 +57,22 @@ def p50(call, n: int = 5000) -> float:
     return round(statistics.median(samples), 1)
 
 
-def breakdown(handler, event, body, feeds, output_names, context) -> dict[str, float]:
+def breakdown(handler, event, body, feeds, output_names, context, samples: int = 5000) -> dict[str, float]:
     """Each stage of the REST JSON request path, timed alone: where the handler's overhead goes."""
     import app
     from modelfn_runtime.http import Headers, HttpRequest
     from modelfn_runtime.observability import metrics
     from modelfn_runtime.protocols import oip
+    from modelfn_runtime.protocols.oip_routes import INFER
     from modelfn_runtime.triggers import pick
 
     service, model = handler.SERVICE, handler.SERVICE.model
     raw = json.dumps(body).encode()
-    request = HttpRequest("POST", "/v2/models/digits/infer", Headers({"content-type": "application/json"}), body=raw, trigger="rest")
-    infer = oip.decode_infer(request)
+    request = HttpRequest("POST", INFER.path_for(model.card.name), Headers({"content-type": "application/json"}), body=raw,
+                          trigger="rest")
+    infer = oip.decode_infer(request, model.card)
     results = model.run(infer.inputs)
+    stage = functools.partial(p50, n=samples, warmup=min(300, samples))
 
     class NoMeter:
         def record(self, usage) -> None:
@@ -79,22 +86,22 @@ def breakdown(handler, event, body, feeds, output_names, context) -> dict[str, f
         metrics.flush_metrics()
 
     stages = {
-        "bare session.run": p50(lambda: model.session.run(output_names, feeds)),
-        "ModelSession.run (validates against the card)": p50(lambda: model.run(feeds)),
-        "json.loads of the request body": p50(lambda: json.loads(raw)),
-        "oip.decode_infer (JSON -> numpy)": p50(lambda: oip.decode_infer(request)),
-        "oip.encode_infer (numpy -> JSON)": p50(lambda: oip.encode_infer(model.card, infer, results)),
-        "triggers.pick + REST adapter (event -> HttpRequest)": p50(lambda: pick(event).request(event)),
-        "service.handle, real meter + EMF flush": p50(handle_and_flush),
+        "bare session.run": stage(lambda: model.session.run(output_names, feeds)),
+        "ModelSession.run (validates against the card)": stage(lambda: model.run(feeds)),
+        "json.loads of the request body": stage(lambda: json.loads(raw)),
+        "oip.decode_infer (JSON -> numpy)": stage(lambda: oip.decode_infer(request, model.card)),
+        "oip.encode_infer (numpy -> JSON)": stage(lambda: oip.encode_infer(model.card, infer, results)),
+        "triggers.pick + REST adapter (event -> HttpRequest)": stage(lambda: pick(event).request(event)),
+        "service.handle, real meter + EMF flush": stage(handle_and_flush),
     }
     real_meter, service.meter = service.meter, NoMeter()
     try:
-        stages["service.handle, no-op meter"] = p50(lambda: service.handle(request))
-        stages["app.lambda_handler, no-op meter"] = p50(lambda: app.lambda_handler(event, context))
+        stages["service.handle, no-op meter"] = stage(lambda: service.handle(request))
+        stages["app.lambda_handler, no-op meter"] = stage(lambda: app.lambda_handler(event, context))
     finally:
         service.meter = real_meter
-    stages["app.lambda_handler (everything)"] = p50(lambda: app.lambda_handler(event, context))
-    stages["for comparison: one pre-shaped EMF line (json.dumps + print)"] = p50(emf_line)
+    stages["app.lambda_handler (everything)"] = stage(lambda: app.lambda_handler(event, context))
+    stages["for comparison: one pre-shaped EMF line (json.dumps + print)"] = stage(emf_line)
     return stages
 
 
@@ -114,6 +121,8 @@ def emf_line() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20000, help="timed requests per path")
+    parser.add_argument("--warmup", type=int, default=500, help="untimed requests per path before timing")
+    parser.add_argument("--stage-samples", type=int, default=5000, help="timed calls per stage with --breakdown")
     parser.add_argument("--store", type=Path, default=REPO / "models")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--code", type=Path, default=REPO / "functions" / "inference",
@@ -148,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.stdout = devnull  # the EMF metric lines the handler prints per invocation
     try:
-        for _ in range(500):
+        for _ in range(args.warmup):
             handler_call()
             bare_call()
         timings: dict[str, list[float]] = {"bare session.run": [], "handler (REST JSON)": []}
-        block = 200
+        block = min(200, max(1, args.requests))
         for _ in range(max(1, args.requests // block)):
             for name, call in (("bare session.run", bare_call), ("handler (REST JSON)", handler_call)):
                 samples = timings[name]
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append((time.perf_counter_ns() - started) / 1000)
         stages: dict[str, float] = {}
         if args.breakdown:
-            stages = breakdown(handler, event, body, feeds, output_names, context)
+            stages = breakdown(handler, event, body, feeds, output_names, context, args.stage_samples)
         profile_text = ""
         if args.profile:
             import cProfile
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
             profiler = cProfile.Profile()
             profiler.enable()
-            for _ in range(2000):
+            for _ in range(min(2000, max(1, args.requests))):
                 handler_call()
             profiler.disable()
             stream = io.StringIO()

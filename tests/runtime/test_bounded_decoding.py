@@ -16,10 +16,10 @@ import pytest
 from modelfn_runtime import errors
 from modelfn_runtime.errors import BadRequest, quote
 from modelfn_runtime.http import HttpRequest
-from modelfn_runtime.limits import Limits
 from modelfn_runtime.modelcard import TensorSpec
 from modelfn_runtime.protocols.common import tensor_from_json
 from modelfn_runtime.service import InferenceService, Unavailable
+from modelfn_runtime.validation import Limits
 
 from .conftest import FEATURES, IDS, body_json, get, oip_inputs, post
 

@@ -280,11 +280,9 @@ def test_timeout_mid_batch_recovers_without_duplicates(cloud, linear, monkeypatc
         return real_handle(envelope)
 
     monkeypatch.setattr(service, "handle", handle_then_time_out)
-    service._job_runner = None
     with pytest.raises(SandboxTimeout):
         handler.lambda_handler({"Records": records}, Context("req-1", remaining_ms=LOCK_MS))
     monkeypatch.setattr(service, "handle", real_handle)
-    service._job_runner = None
     retry = handler.lambda_handler({"Records": records}, Context("req-2"))
     assert retry == {"batchItemFailures": [{"itemIdentifier": "t2"}]}  # still locked by the dead invocation
     time.sleep(LOCK_MS / 1000 + 0.2)  # the lock expires with the dead invocation's remaining time
@@ -307,14 +305,12 @@ def test_direct_invoke_with_an_s3_pointer(cloud, linear):
 def test_s3_event_without_data_bucket_is_retried_with_a_clear_reason(cloud, linear, monkeypatch):
     monkeypatch.delenv("MODELFN_DATA_BUCKET")
     monkeypatch.delenv("MODELFN_IDEMPOTENCY_TABLE")
-    handler.SERVICE._job_runner = None
     with pytest.raises(RetryableJobError, match="must be retried"):
         handler.lambda_handler({"Records": [put(cloud, "inbox/linear/a.npy", npy(x_rows(1)))]}, Context())
 
 
 def test_objects_larger_than_a_chunk_stream_through_tmp_and_are_memory_mapped(cloud, linear, monkeypatch):
     monkeypatch.setenv("MODELFN_CHUNK_BYTES", "256")  # 16 rows of 4 float32 per chunk, and the object is bigger
-    handler.SERVICE._job_runner = None
     x = x_rows(64, seed=5)
     handler.lambda_handler({"Records": [put(cloud, "inbox/linear/large.npy", npy(x))]}, Context())
     result, _ = read(cloud, "outbox/linear/large.npy.json")
@@ -327,7 +323,7 @@ def test_results_are_spooled_so_memory_holds_one_chunk_not_the_result():
     import tracemalloc
 
     from modelfn_runtime.http import HttpResponse
-    from modelfn_runtime.results import Collector
+    from modelfn_runtime.jobs.results import Collector
 
     chunk = np.random.default_rng(0).random((1000, 3), dtype=np.float32)
     answer = HttpResponse.json(200, {"model_name": "linear", "model_version": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from modelfn_runtime import handler, providers
-from modelfn_runtime.artifacts import download_from_s3, resolve_model_dir
+from modelfn_runtime.artifacts import download_from_s3, locate
 from modelfn_runtime.session import ModelLoadError, ModelSession
 
 from .conftest import oip_inputs, rest_event
@@ -101,7 +102,7 @@ def test_load_service_from_the_environment(monkeypatch, toy_dir):
 
 def test_relative_model_uri_is_inside_the_package(monkeypatch, tmp_path):
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
-    assert resolve_model_dir("models/toy/1") == tmp_path / "models/toy/1"
+    assert locate("models/toy/1").directory == tmp_path / "models/toy/1"
 
 
 def test_tampered_artifact_is_refused(tmp_path):
@@ -145,8 +146,21 @@ def upload(s3, model_dir: Path, prefix="models/toy/1/") -> None:
 def test_model_is_copied_from_s3_and_verified(aws, toy_dir):
     upload(aws, toy_dir)
     local = download_from_s3("s3://models/models/toy/1/")
-    assert ModelSession.load(local).card.name == "toy"
+    assert ModelSession.load(local.directory).card.name == "toy"
+    assert local.sha256 == ModelSession.load(local.directory).card.artifact.sha256  # verified on the way
     assert download_from_s3("s3://models/models/toy/1") == local  # cached copy reused
+
+
+def test_a_model_from_s3_is_hashed_once_per_cold_start(aws, toy_dir, monkeypatch):
+    upload(aws, toy_dir)
+    hashed, file_digest = [], hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda handle, name: hashed.append(handle.name) or file_digest(handle, name))
+    monkeypatch.setenv("MODEL_NAME", "toy")
+    monkeypatch.setenv("MODEL_VERSION", "1")
+    monkeypatch.setenv("MODEL_URI", "s3://models/models/toy/1/")
+    service = handler.load_service()
+    assert service.model.card.name == "toy"
+    assert len(hashed) == 1 and hashed[0].endswith("model.onnx.partial"), hashed  # right after the download, not again
 
 
 def test_tampered_s3_artifact_is_refused(aws, toy_dir, tmp_path):

@@ -59,6 +59,20 @@ def write_linear_model(directory: Path, name: str = "linear", version: str = "1"
     return _write(directory, graph, name, version, [TensorSpec("x", "FP32", [-1, 4])], [TensorSpec("y", "FP32", [-1, 3])])
 
 
+def write_digits_like_model(directory: Path, name: str = "digits", version: str = "1") -> Path:
+    """The digits demo's signature (``pixels`` FP32 [-1, 64] -> ``probs`` FP32 [-1, 10]) as one softmax layer whose
+    scores follow the input, for tools that expect the demo model (benchmarks) without training it."""
+    weights = np.random.default_rng(7).normal(size=(64, 10)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["pixels", "W"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"], axis=1)],
+        "digits_like",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+    return _write(directory, graph, name, version, [TensorSpec("pixels", "FP32", [-1, 64])], [TensorSpec("probs", "FP32", [-1, 10])])
+
+
 def _write(directory: Path, graph, name: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

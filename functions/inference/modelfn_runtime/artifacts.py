@@ -4,15 +4,19 @@
 taken from the function package, ``LAMBDA_TASK_ROOT``). Unset, the model is expected in the package
 at ``models/<MODEL_NAME>/<MODEL_VERSION>/``.
 
+A model downloaded from S3 is hashed once, right after the download; ``ModelFiles.sha256`` carries that digest to
+``ModelSession.load``, which then compares it with the card instead of hashing the file again.
+
 Example:
-    >>> resolve_model_dir("s3://models-bucket/models/digits/1/")        # doctest: +SKIP
-    PosixPath('/tmp/modelfn/models-bucket/models/digits/1')
+    >>> locate("s3://models-bucket/models/digits/1/")        # doctest: +SKIP
+    ModelFiles(directory=PosixPath('/tmp/modelfn/models-bucket/models/digits/1'), sha256='9f2c...')
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import environment as names
@@ -31,11 +35,20 @@ def default_model_uri(name: str, version: str) -> str:
     return f"models/{name}/{version}"
 
 
-def resolve_model_dir(uri: str) -> Path:
-    """A local directory holding ``model.onnx`` and ``modelcard.json`` for ``uri``."""
+@dataclass(frozen=True)
+class ModelFiles:
+    """A directory holding ``model.onnx`` and ``modelcard.json``, and the artifact's sha256 when it was computed on the
+    way there (a download from S3; None for a directory on disk, which ``ModelSession.load`` hashes itself)."""
+
+    directory: Path
+    sha256: str | None = None
+
+
+def locate(uri: str) -> ModelFiles:
+    """The model files for ``uri``: downloaded from S3 (and verified) into /tmp, or a directory on disk."""
     if uri.startswith("s3://"):
         return download_from_s3(uri)
-    return local_dir(uri)
+    return ModelFiles(local_dir(uri))
 
 
 def local_dir(uri: str) -> Path:
@@ -75,8 +88,9 @@ def cache_dir(bucket: str, prefix: str, root: Path | None = None) -> Path:
     return target
 
 
-def download_from_s3(uri: str) -> Path:
-    """Copy the card and the artifact into /tmp once, verifying the artifact's sha256 against the card.
+def download_from_s3(uri: str) -> ModelFiles:
+    """Copy the card and the artifact into /tmp once, verifying the artifact's sha256 against the card (the one hash of
+    a cold start: a copy cached in /tmp is hashed instead of downloaded again).
 
     Every failure is a ``ModelLoadError`` whose message names the URI and the fix: a missing bucket or object,
     AccessDenied, an unreachable or hanging endpoint (bounded timeouts and retries), a card that is not JSON,
@@ -93,7 +107,7 @@ def download_from_s3(uri: str) -> Path:
         card_body = _get(s3, bucket, key)
         expected = _recorded_sha256(card_body, f"s3://{bucket}/{prefix}{CARD_FILE}")
         model_path = target / ARTIFACT_FILE
-        if not (model_path.is_file() and sha256_file(model_path) == expected):
+        if not (model_path.is_file() and sha256_file(model_path) == expected):  # not cached, or changed: download
             partial = model_path.with_name(ARTIFACT_FILE + ".partial")
             # download_file streams to disk in parallel parts: no second copy of the model in memory
             key = prefix + ARTIFACT_FILE
@@ -109,7 +123,7 @@ def download_from_s3(uri: str) -> Path:
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         raise ModelLoadError(_s3_failure(error, bucket, key)) from None
     _write_atomically(target / CARD_FILE, card_body)
-    return target
+    return ModelFiles(target, expected)
 
 
 def s3_client():

@@ -8,10 +8,7 @@ Example:
 
 from __future__ import annotations
 
-import os
 import reprlib
-
-from .environment import DATA_BUCKET
 
 LAMBDA_SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 """Lambda's synchronous invoke limit for both the request and the response payload."""
@@ -90,16 +87,3 @@ class UnsupportedMediaType(ModelfnError):
 
 class ModelNotReady(ModelfnError):
     status = 503
-
-
-def payload_too_large(what: str, size: int, model: str | None = None, data_bucket: str | None = None) -> PayloadTooLarge:
-    """The 413 for a request or response over Lambda's synchronous payload limit, naming the asynchronous path."""
-    model = model or "<model>"
-    bucket = data_bucket or os.environ.get(DATA_BUCKET) or "<data bucket>"
-    return PayloadTooLarge(
-        f"{what} is {size} bytes, over Lambda's {LAMBDA_SYNC_PAYLOAD_LIMIT} byte (6 MB) synchronous "
-        "payload limit; send smaller batches or use the binary tensor encoding, or go asynchronous: put the "
-        f"request (.json, .npy, .npz or .jsonl) at s3://{bucket}/inbox/{model}/<name> and read the result at "
-        f"s3://{bucket}/outbox/{model}/<name>.json, or put it under s3://{bucket}/requests/{model}/ and send "
-        '{"input_uri": "s3://..."} to the model\'s SQS queue or as an asynchronous invoke (see docs/events.md)'
-    )

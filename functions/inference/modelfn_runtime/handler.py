@@ -1,10 +1,11 @@
 """The Lambda entry point: init loads the model once; each event travels one straight line:
 
     trigger = triggers.pick(event)                   # the one place events are classified
-    trigger.dispatch(event, context, SERVICE)        # envelopes -> SERVICE.handle (metered once) -> reply
+    trigger.dispatch(event, context, sandbox)        # envelopes -> SERVICE.handle (metered once) -> reply
 
 API Gateway and direct invokes are answered per event; S3 and SQS records run as idempotent jobs (see
-``triggers/records.py`` and ``batch.py``). The meter is flushed once per invocation.
+``triggers/records.py`` and the ``jobs`` package): ``Sandbox`` hands a trigger the service and its job
+runner, made here on the first record event. The meter is flushed once per invocation.
 
 Configuration (template.yaml sets these per function):
     MODEL_NAME, MODEL_VERSION   the model this function serves (unset: the API's catch-all function)
@@ -25,13 +26,15 @@ import time
 from typing import Any
 
 from . import snapstart, triggers
-from .artifacts import ModelLoadError, default_model_uri, resolve_model_dir
+from .artifacts import ModelLoadError, default_model_uri, locate
 from .environment import EXECUTION_PROVIDER, MODEL_NAME, MODEL_URI, MODEL_VERSION, MODELS, model_list
-from .limits import Limits
+from .interfaces import Unavailable
 from .observability import logger, metrics, tracer
 from .payloads import PayloadLog
-from .service import InferenceService, Unavailable, describe
+from .service import InferenceService, describe
+from .triggers.base import Jobs
 from .usage import meter_from_environment
+from .validation import Limits
 
 RETRY_BACKOFF_S = (5, 10, 30, 60, 120, 300)
 """After a failed init, the load is tried again on the first request after each of these pauses (then every 300 s)."""
@@ -47,11 +50,11 @@ def load_service() -> InferenceService:
 
     version = os.environ.get(MODEL_VERSION, "1")
     started = time.perf_counter()
-    model_dir = resolve_model_dir(os.environ.get(MODEL_URI) or default_model_uri(name, version))
-    model = ModelSession.load(model_dir, preference=os.environ.get(EXECUTION_PROVIDER, "auto"))
+    files = locate(os.environ.get(MODEL_URI) or default_model_uri(name, version))
+    model = ModelSession.load(files.directory, preference=os.environ.get(EXECUTION_PROVIDER, "auto"), sha256=files.sha256)
     if (model.card.name, model.card.version) != (name, version):
         raise RuntimeError(
-            f"{model_dir} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
+            f"{files.directory} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
             "fix MODEL_URI or MODEL_NAME/MODEL_VERSION"
         )
     service = InferenceService(model, served_models=served, meter=meter_from_environment(), limits=Limits.from_env(),
@@ -122,6 +125,35 @@ def _service() -> InferenceService:
     return SERVICE
 
 
+class Sandbox:
+    """What a trigger answers with (``triggers.base.Serving``): the service, and the job runner of exactly this
+    service, made on the first record or pointer event (its imports, numpy and powertools' idempotency, are not
+    an API invocation's cost)."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+        self._jobs: Jobs | None = None
+
+    def jobs(self) -> Jobs:
+        if self._jobs is None:
+            from .jobs.job import Settings
+            from .jobs.runner import JobRunner
+
+            self._jobs = JobRunner(self.service, settings=Settings.from_env())
+        return self._jobs
+
+
+_SANDBOX: Sandbox | None = None
+
+
+def _sandbox(service: InferenceService) -> Sandbox:
+    """The sandbox for ``service``: kept while the service is, new with a new one (a reloaded model's)."""
+    global _SANDBOX
+    if _SANDBOX is None or _SANDBOX.service is not service:
+        _SANDBOX = Sandbox(service)
+    return _SANDBOX
+
+
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=False)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -129,6 +161,6 @@ def lambda_handler(event: Any, context: Any) -> Any:
     service = _service()
     trigger = triggers.pick(event)
     try:
-        return trigger.dispatch(event, context, service)
+        return trigger.dispatch(event, context, _sandbox(service))
     finally:
         service.meter.flush()

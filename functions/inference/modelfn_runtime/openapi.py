@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from .modelcard import ModelCard, TensorSpec
-from .protocols.server import SIGNATURE
+from .protocols import oip_routes, server_routes, tfserving_routes
+from .protocols.routing import Route
+from .protocols.tfserving_routes import SIGNATURE
 
 OPENAPI_VERSION = "3.1.0"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -40,8 +42,8 @@ _DATA_SCHEMAS = {"number": "NumberData", "integer": "IntegerData", "boolean": "B
 def openapi_document(cards: list[ModelCard], server_version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for an API serving ``cards`` (sorted by model name)."""
     paths: dict[str, Any] = {
-        "/": {"get": _operation(
-            "playground",
+        server_routes.PLAYGROUND.path: {"get": _operation(
+            server_routes.PLAYGROUND.operation,
             "The browser playground (Accept: text/html): every model, its signature and a request form; "
             'otherwise KServe v1 liveness, {"status": "alive"}.',
             {"200": {"description": "HTML page, or liveness as JSON",
@@ -49,11 +51,11 @@ def openapi_document(cards: list[ModelCard], server_version: str) -> dict[str, A
                                  "application/json": {"schema": {"type": "object", "required": ["status"],
                                                                  "properties": {"status": {"const": "alive"}}}}}}},
             tag="server")},
-        "/openapi.json": {"get": _operation("openapi", "This document.", {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})},
+        server_routes.OPENAPI.path: {"get": _operation(server_routes.OPENAPI.operation, "This document.", {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})},
                                             tag="server")},
-        "/v2/health/live": {"get": _operation("live", "Server liveness.", {"200": _json_response("live", _flag("live"))}, tag="server")},
-        "/v2/health/ready": {"get": _operation("ready", "Server readiness.", {"200": _json_response("ready", _flag("ready"))}, tag="server")},
-        "/v2": {"get": _operation("server_metadata", "Server name, version and protocol extensions.",
+        server_routes.LIVE.path: {"get": _operation(server_routes.LIVE.operation, "Server liveness.", {"200": _json_response("live", _flag("live"))}, tag="server")},
+        server_routes.READY.path: {"get": _operation(server_routes.READY.operation, "Server readiness.", {"200": _json_response("ready", _flag("ready"))}, tag="server")},
+        server_routes.METADATA.path: {"get": _operation(server_routes.METADATA.operation, "Server name, version and protocol extensions.",
                                   {"200": _json_response("server metadata", {"$ref": "#/components/schemas/ServerMetadata"})},
                                   tag="server")},
     }
@@ -119,39 +121,32 @@ def _model(card: ModelCard) -> tuple[dict[str, Any], dict[str, Any]]:
         "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}},
                        "name": {"const": card.name}, "ready": {"type": "boolean"}},
     }
-    operations = {
-        f"/v2/models/{name}": ("get", "model_metadata", "Model metadata from the card (OIP).",
-                               {"200": _json_response("model metadata", ref["ModelMetadata"]), **_errors("404")}, None),
-        f"/v2/models/{name}/ready": ("get", "model_ready", "Model readiness (OIP).",
-                                     {"200": _json_response("readiness", _model_ready(card)), **_errors("404")}, None),
-        f"/v2/models/{name}/infer": ("post", "infer", f"Run {name} (Open Inference Protocol, JSON or binary tensors).",
-                                     infer_responses, infer_body),
-        f"/v1/models/{name}": ("get", "status", "Model version status (TF Serving).",
-                               {"200": _json_response("status", status), **_errors("404")}, None),
-        f"/v1/models/{name}/metadata": ("get", "metadata", "Signature (TF Serving).",
-                                        {"200": _json_response("metadata", {"type": "object"}), **_errors("404")}, None),
-        f"/v1/models/{name}:predict": ("post", "predict", f"Run {name} (TensorFlow Serving, row or columnar form).",
-                                       {"200": _json_response("predictions", ref["PredictResponse"]), **_errors("400", "404", "413", "415")},
-                                       predict_body),
+    operations: dict[Route, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
+        oip_routes.MODEL_METADATA: ("Model metadata from the card (OIP).",
+                                    {"200": _json_response("model metadata", ref["ModelMetadata"]), **_errors("404")}, None),
+        oip_routes.MODEL_READY: ("Model readiness (OIP).",
+                                 {"200": _json_response("readiness", _model_ready(card)), **_errors("404")}, None),
+        oip_routes.INFER: (f"Run {name} (Open Inference Protocol, JSON or binary tensors).", infer_responses, infer_body),
+        tfserving_routes.STATUS: ("Model version status (TF Serving).",
+                                  {"200": _json_response("status", status), **_errors("404")}, None),
+        tfserving_routes.METADATA: ("Signature (TF Serving).",
+                                    {"200": _json_response("metadata", {"type": "object"}), **_errors("404")}, None),
+        tfserving_routes.PREDICT: (f"Run {name} (TensorFlow Serving, row or columnar form).",
+                                   {"200": _json_response("predictions", ref["PredictResponse"]), **_errors("400", "404", "413", "415")},
+                                   predict_body),
     }
     paths: dict[str, Any] = {}
     version_parameter = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": [card.version]}}
-    for path, (method, operation, summary, responses, body) in operations.items():
+    for route, (summary, responses, body) in operations.items():
         for versioned in (False, True):
-            route = _versioned(path, name) if versioned else path
-            op = _operation(f"{key}.{operation}{'.versioned' if versioned else ''}", summary, responses, tag=name)
+            path = route.path_for(name, "{version}") if versioned else route.path_for(name)
+            op = _operation(f"{key}.{route.operation}{'.versioned' if versioned else ''}", summary, responses, tag=name)
             if body is not None:
                 op["requestBody"] = body
             if versioned:
                 op["parameters"] = [version_parameter]
-            paths[route] = {method: op}
+            paths[path] = {route.method.lower(): op}
     return paths, schemas
-
-
-def _versioned(path: str, name: str) -> str:
-    base = f"/models/{name}"
-    head, _, tail = path.partition(base)
-    return f"{head}{base}/versions/{{version}}{tail}"
 
 
 def _infer_request(card: ModelCard) -> dict[str, Any]:

@@ -28,10 +28,10 @@ from typing import Any
 from .environment import PAYLOAD_LOG_BYTES, PAYLOAD_LOG_RATE, PAYLOAD_REDACT
 from .http import HttpRequest, HttpResponse
 from .observability import logger
+from .protocols.oip_routes import HEADER_LENGTH
 
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "x-amz-security-token", "proxy-authorization"})
 REDACTED = "[redacted]"
-HEADER_LENGTH = "inference-header-content-length"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class PayloadLog:
             request_body=self.redacted_body(request.body, request.content_type, request.headers.get(HEADER_LENGTH)),
             status=response.status,
             response_body=self.redacted_body(
-                response.body, response.headers.get("Content-Type", ""), response.headers.get("Inference-Header-Content-Length")
+                response.body, response.headers.get("Content-Type", ""), response.headers.get(HEADER_LENGTH)
             ),
         )
         return True

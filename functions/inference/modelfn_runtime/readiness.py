@@ -25,7 +25,9 @@ from typing import Any
 
 from . import aws
 from .environment import MODEL_FUNCTIONS, READY_CACHE_S
-from .triggers.probe import PROBE_EVENT
+
+PROBE_EVENT = {"modelfn": "ready"}
+"""The event a model function answers as readiness (``triggers/probe.py`` is the receiving adapter)."""
 
 FUNCTIONS_ENV = MODEL_FUNCTIONS
 CACHE_ENV = READY_CACHE_S

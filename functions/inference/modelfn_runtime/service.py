@@ -1,7 +1,14 @@
-"""The inference service: route an ``HttpRequest``, decode, ``session.run``, encode, meter.
+"""The inference service: route an ``HttpRequest`` to the protocol that owns the route, answer, meter.
 
-One service serves one model (or none: the API's catch-all function answers health, server
-metadata and 404s for unknown models). Both protocols share the route table below.
+One service serves one model (or none: the API's catch-all function answers health, server metadata, the
+playground, the OpenAPI document and 404s for unknown models). Each protocol owns its routes
+(``protocols/*_routes.py``, numpy-free) and its handlers (``protocols/server.py``, ``protocols/oip.py``,
+``protocols/tfserving.py``); the service only matches the route, finds the served model a model route names,
+and dispatches. What it adds around every handler: content codings, Lambda's payload limits, errors as
+``{"error": ...}`` with their status, ``HEAD``, payload sampling and exactly one meter record.
+
+The model protocols' handlers import numpy: they are imported only once a request reached a model route of the
+model this function serves, so the catch-all function routes and answers 404 without numpy.
 
 Example:
     >>> service = InferenceService(model=None, served_models=["digits"])
@@ -12,98 +19,41 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from . import playground
 from .cards import cards_from_environment
 from .encoding import decode_request, encode_response
-from .errors import (
-    LAMBDA_SYNC_PAYLOAD_LIMIT,
-    MethodNotAllowed,
-    ModelfnError,
-    ModelNotReady,
-    NotFound,
-    clip,
-    payload_too_large,
-    quote,
-)
+from .envelope import Envelope
+from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, clip, quote
 from .http import HttpRequest, HttpResponse
-from .limits import Limits
+from .interfaces import Answer, Model, ServedModel, Unavailable
 from .metering import Meter, MetricsMeter, UsageRecord
 from .modelcard import ModelCard
-from .observability import logger, subsegment
-from .openapi import openapi_document
+from .observability import logger
 from .payloads import PayloadLog
-from .protocols.server import server_metadata
+from .protocols import oip_routes, server, server_routes, tfserving_routes
+from .protocols.routing import Route, match
 from .readiness import Readiness
-from .triggers.base import Envelope
+from .validation import Limits, payload_too_large
 
-if TYPE_CHECKING:  # the catch-all function ships without numpy and onnxruntime: model-only imports stay lazy
-    import numpy as np
+__all__ = ["InferenceService", "ROUTES", "Unavailable", "describe"]
 
-    from .session import ModelSession
-
-SERVER_VERSION = "0.1.0"
+SERVER_VERSION = server.SERVER_VERSION
 SYNCHRONOUS_TRIGGERS = ("rest", "http", "direct", "test")
 """Requests that travel inside a Lambda payload (6 MB); S3/SQS chunks are bounded by the event machinery."""
-_MODEL = r"/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 
+ROUTES: tuple[Route, ...] = (*server_routes.ROUTES, *oip_routes.ROUTES, *tfserving_routes.ROUTES)
+"""Every route the service answers, each owned by its protocol."""
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    operation: str
-
-
-ROUTES = [
-    Route(method, re.compile(pattern), operation)
-    for method, pattern, operation in [
-        ("GET", r"/", "playground"),
-        ("GET", r"/openapi.json", "openapi"),
-        ("GET", r"/v2/health/live", "live"),
-        ("GET", r"/v2/health/ready", "ready"),
-        ("GET", r"/v2", "server_metadata"),
-        ("GET", rf"/v2{_MODEL}", "model_metadata"),
-        ("GET", rf"/v2{_MODEL}/ready", "model_ready"),
-        ("POST", rf"/v2{_MODEL}/infer", "infer"),
-        ("GET", rf"/v1{_MODEL}", "status"),
-        ("GET", rf"/v1{_MODEL}/metadata", "metadata"),
-        ("POST", rf"/v1{_MODEL}:predict", "predict"),
-    ]
-]
-
-
-@dataclass
-class Outcome:
-    response: HttpResponse
-    batch_size: int = 0
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """The model this function should serve but cannot load (yet): readiness says so, model routes answer 503."""
-
-    name: str
-    version: str
-    reason: str
-    retry_after_s: int = 5
-
-    def error(self) -> ModelNotReady:
-        return ModelNotReady(
-            f"model {self.name!r} version {self.version!r} is not ready: {self.reason}",
-            headers={"Retry-After": str(self.retry_after_s)},
-        )
+ModelHandler = Callable[[HttpRequest, ServedModel], Answer]
 
 
 class InferenceService:
     def __init__(
         self,
-        model: ModelSession | None,
+        model: Model | None,
         served_models: list[str] | None = None,
         meter: Meter | None = None,
         cards: list[ModelCard] | None = None,
@@ -121,109 +71,11 @@ class InferenceService:
         self.meter = meter or MetricsMeter()
         self.limits = limits or Limits()
         self.payload_log = payload_log or PayloadLog()  # off unless the function opts in (MODELFN_PAYLOAD_LOG_RATE)
-        self._operations: dict[str, Callable[[HttpRequest, dict[str, str]], Outcome]] = {
-            "playground": self._root,
-            "openapi": lambda request, params: Outcome(HttpResponse.json(200, openapi_document(self.cards, SERVER_VERSION))),
-            "live": lambda request, params: Outcome(HttpResponse.json(200, {"live": True})),
-            "ready": self._ready,
-            "server_metadata": lambda request, params: Outcome(HttpResponse.json(200, server_metadata(SERVER_VERSION))),
-            "model_metadata": self._model_metadata,
-            "model_ready": self._model_ready,
-            "infer": self._infer,
-            "status": self._status,
-            "metadata": self._metadata,
-            "predict": self._predict,
-        }
 
     @property
     def card(self) -> ModelCard | None:
         """The served model's card; None for the catch-all function."""
         return self.model.card if self.model else None
-
-    @property
-    def cards(self) -> list[ModelCard]:
-        """The cards ``/`` and ``/openapi.json`` describe: this function's model, else MODELFN_CARD_URIS (read once)."""
-        if self._cards is None:
-            self._cards = [self.model.card] if self.model else cards_from_environment()
-        return self._cards
-
-    def handle(self, request: HttpRequest | Envelope) -> HttpResponse:
-        """Answer one request and meter it exactly once; errors become ``{"error": ...}`` with their status,
-        never a traceback. An envelope the trigger could not decode is answered with its refusal."""
-        started = time.perf_counter()
-        refusal = None
-        if isinstance(request, Envelope):
-            request, refusal = request.request, request.refusal
-        operation, outcome = "unrouted", Outcome(HttpResponse(500))
-        try:
-            if refusal is not None:
-                raise refusal
-            route, params = self._route(request)
-            operation = route.operation
-            synchronous = request.trigger in SYNCHRONOUS_TRIGGERS
-            if synchronous and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
-                raise payload_too_large("the request body", len(request.body), self._model_name(params))
-            outcome = self._operations[operation](decode_request(request), params)
-            outcome.response = encode_response(request, outcome.response)
-        except ModelfnError as error:
-            outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}, error.headers), outcome.batch_size)
-            logger.info("request refused", status=error.status, error=error.message, path=clip(request.path))
-        except Exception:
-            logger.exception("inference failed", path=clip(request.path))
-            outcome = Outcome(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
-        encoded = _encoded_size(outcome.response)
-        if request.trigger in SYNCHRONOUS_TRIGGERS and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
-            # any synchronous answer, an error's too, must fit Lambda's response limit
-            error = payload_too_large("the response", encoded, self._model_name({}))
-            outcome = Outcome(HttpResponse.json(error.status, {"error": error.message}), outcome.batch_size)
-        self.payload_log.maybe_log(request, outcome.response)
-        self._meter(request, operation, outcome, started)
-        if request.method == "HEAD":  # GET's status and headers, no body
-            return HttpResponse(outcome.response.status, b"", outcome.response.headers)
-        return outcome.response
-
-    def _model_name(self, params: dict[str, str]) -> str | None:
-        return self.served_name or params.get("name")
-
-    def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
-        path = request.path.rstrip("/") or "/"
-        matches = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]
-        method = "GET" if request.method == "HEAD" else request.method  # HEAD wherever GET is served
-        for route, match in matches:
-            if route.method == method:
-                return route, {k: v for k, v in match.groupdict().items() if v is not None}
-        if matches:
-            allowed = {route.method for route, _ in matches}
-            raise MethodNotAllowed(request.method, path, sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
-        raise NotFound(
-            f"no route {clip(request.method)} {clip(path)}; use /v2/models/{{name}}/infer (Open Inference Protocol) "
-            "or /v1/models/{name}:predict (TensorFlow Serving); GET /openapi.json lists every route"
-        )
-
-    def _served(self, params: dict[str, str], request: HttpRequest | None = None) -> ModelSession:
-        name, version = params["name"], params.get("version")
-        if self.model is None and self.unavailable is not None and name == self.unavailable.name:
-            raise self.unavailable.error()
-        if self.model is None or name != self.model.card.name:
-            # The list of served models is for callers with an API key; anonymous callers learn only the way to find it.
-            known = f"this API serves {self.served_models}" if request is None or request.api_key_id else (
-                "call with your API key (x-api-key) to see the served models"
-            )
-            raise NotFound(f"model {quote(name)} is not served here; {known}")
-        if version is not None and version != self.model.card.version:
-            raise NotFound(f"model {quote(name)} has no version {quote(version)}; served versions: [{self.model.card.version!r}]")
-        return self.model
-
-    def _ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        if self.unavailable is not None:
-            raise self.unavailable.error()
-        if self.model is None:  # the catch-all: ready only when every model function can serve
-            waiting = self.readiness.not_ready()
-            if waiting:
-                reasons = "; ".join(f"{quote(name)}: {reason}" for name, reason in sorted(waiting.items()))
-                raise ModelNotReady(f"not ready: {len(waiting)} of {len(self.readiness.functions)} models cannot serve ({clip(reasons, 1500)})",
-                                    headers={"Retry-After": str(int(self.readiness.cache_s) or 5)})
-        return Outcome(HttpResponse.json(200, {"ready": True}))
 
     @property
     def served_name(self) -> str | None:
@@ -233,60 +85,96 @@ class InferenceService:
         return self.unavailable.name if self.unavailable is not None else None
 
     @property
+    def cards(self) -> list[ModelCard]:
+        """The cards ``/`` and ``/openapi.json`` describe: this function's model, else MODELFN_CARD_URIS (read once)."""
+        if self._cards is None:
+            self._cards = [self.model.card] if self.model else cards_from_environment()
+        return self._cards
+
+    @property
     def readiness(self) -> Readiness:
         """How the catch-all learns whether the model functions can serve (``MODELFN_MODEL_FUNCTIONS``)."""
         if self._readiness is None:
             self._readiness = Readiness.from_env()
         return self._readiness
 
-    def _model_metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params, request)  # before the protocol import: the catch-all answers 404 without numpy
-        from .protocols import oip
+    def handle(self, request: HttpRequest | Envelope) -> HttpResponse:
+        """Answer one request and meter it exactly once; errors become ``{"error": ...}`` with their status,
+        never a traceback. An envelope the trigger could not decode is answered with its refusal."""
+        started = time.perf_counter()
+        refusal = None
+        if isinstance(request, Envelope):
+            request, refusal = request.request, request.refusal
+        operation, answer = "unrouted", Answer(HttpResponse(500))
+        try:
+            if refusal is not None:
+                raise refusal
+            route, params = self._route(request)
+            operation = route.operation
+            if self._synchronous(request) and len(request.body) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+                raise payload_too_large("the request body", len(request.body), self._model_name(params))
+            answer = self._dispatch(route, params, decode_request(request))
+            answer.response = encode_response(request, answer.response)
+        except ModelfnError as error:
+            answer = Answer(HttpResponse.json(error.status, {"error": error.message}, error.headers), answer.batch_size)
+            logger.info("request refused", status=error.status, error=error.message, path=clip(request.path))
+        except Exception:
+            logger.exception("inference failed", path=clip(request.path))
+            answer = Answer(HttpResponse.json(500, {"error": "internal error while serving the request; see the function logs"}))
+        encoded = _encoded_size(answer.response)
+        if self._synchronous(request) and encoded > LAMBDA_SYNC_PAYLOAD_LIMIT:
+            # any synchronous answer, an error's too, must fit Lambda's response limit
+            error = payload_too_large("the response", encoded, self._model_name({}))
+            answer = Answer(HttpResponse.json(error.status, {"error": error.message}), answer.batch_size)
+        self.payload_log.maybe_log(request, answer.response)
+        self._meter(request, operation, answer, started)
+        if request.method == "HEAD":  # GET's status and headers, no body
+            return HttpResponse(answer.response.status, b"", answer.response.headers)
+        return answer.response
 
-        return Outcome(HttpResponse.json(200, oip.model_metadata(model.card)))
+    def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
+        found = match(ROUTES, request.method, request.path)
+        if found.route is not None:
+            return found.route, found.params
+        path = request.path.rstrip("/") or "/"
+        if found.allowed:
+            raise MethodNotAllowed(request.method, path, found.allowed)
+        raise NotFound(
+            f"no route {clip(request.method)} {clip(path)}; use {oip_routes.INFER.path} (Open Inference Protocol) "
+            f"or {tfserving_routes.PREDICT.path} (TensorFlow Serving); GET {server_routes.OPENAPI.path} lists every route"
+        )
 
-    def _model_ready(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params, request)
-        return Outcome(HttpResponse.json(200, {"name": model.card.name, "ready": True}))
+    def _dispatch(self, route: Route, params: dict[str, str], request: HttpRequest) -> Answer:
+        """The owning protocol's handler answers; a model route first finds the model it names (404/503 before any
+        numpy is imported)."""
+        if not route.for_model:
+            return server.HANDLERS[route.operation](request, self)
+        served = ServedModel(self._served(params, request), self.limits, synchronous=self._synchronous(request))
+        return _model_handlers(route.protocol)[route.operation](request, served)
 
-    def _infer(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params, request)
-        from .protocols import oip
+    def _served(self, params: dict[str, str], request: HttpRequest) -> Model:
+        name, version = params["name"], params.get("version")
+        if self.model is None and self.unavailable is not None and name == self.unavailable.name:
+            raise self.unavailable.error()
+        if self.model is None or name != self.model.card.name:
+            # The list of served models is for callers with an API key; anonymous callers learn only the way to find it.
+            known = f"this API serves {self.served_models}" if request.api_key_id else (
+                "call with your API key (x-api-key) to see the served models"
+            )
+            raise NotFound(f"model {quote(name)} is not served here; {known}")
+        if version is not None and version != self.model.card.version:
+            raise NotFound(f"model {quote(name)} has no version {quote(version)}; served versions: [{self.model.card.version!r}]")
+        return self.model
 
-        infer = oip.decode_infer(request, model.card, self.limits)
-        results = _run(model, infer.inputs, infer.outputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
-        return Outcome(oip.encode_infer(model.card, infer, results), infer.batch_size)
+    def _model_name(self, params: Mapping[str, str]) -> str | None:
+        return self.served_name or params.get("name")
 
-    def _root(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        """The playground for browsers; KServe v1's liveness answer (``{"status": "alive"}``) for API clients."""
-        if "text/html" in request.headers.get("accept", ""):
-            return Outcome(playground.page(self.cards))
-        return Outcome(HttpResponse.json(200, {"status": "alive", "playground": "open / in a browser", "openapi": "/openapi.json"}))
+    @staticmethod
+    def _synchronous(request: HttpRequest) -> bool:
+        return request.trigger in SYNCHRONOUS_TRIGGERS
 
-    def _status(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params, request)
-        from .protocols import tfserving
-
-        card = model.card
-        # TF Serving's status, plus KServe v1's readiness keys (its client reads "ready" from this route)
-        return Outcome(HttpResponse.json(200, {**tfserving.model_status(card), "name": card.name, "ready": True}))
-
-    def _metadata(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params, request)
-        from .protocols import tfserving
-
-        return Outcome(HttpResponse.json(200, tfserving.model_metadata(model.card)))
-
-    def _predict(self, request: HttpRequest, params: dict[str, str]) -> Outcome:
-        model = self._served(params, request)
-        from .protocols import tfserving
-
-        predict = tfserving.decode_predict(request, model.card.inputs, self.limits)
-        results = _run(model, predict.inputs, synchronous=request.trigger in SYNCHRONOUS_TRIGGERS)
-        return Outcome(HttpResponse.json(200, tfserving.encode_predict(predict, results)), predict.batch_size)
-
-    def _meter(self, request: HttpRequest, operation: str, outcome: Outcome, started: float) -> None:
-        card = self.model.card if self.model else None
+    def _meter(self, request: HttpRequest, operation: str, answer: Answer, started: float) -> None:
+        card = self.card
         self.meter.record(
             UsageRecord(
                 request_id=request.request_id,
@@ -294,10 +182,10 @@ class InferenceService:
                 version=card.version if card else "",
                 trigger=request.trigger,
                 operation=operation,
-                status=outcome.response.status,
-                batch_size=outcome.batch_size,
+                status=answer.response.status,
+                batch_size=answer.batch_size,
                 request_bytes=len(request.body),
-                response_bytes=len(outcome.response.body),
+                response_bytes=len(answer.response.body),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 api_key_id=request.api_key_id,
                 tenant=request.tenant,
@@ -305,16 +193,17 @@ class InferenceService:
         )
 
 
-def _run(
-    model: ModelSession, inputs: dict[str, np.ndarray], outputs: list[str] | None = None, *, synchronous: bool = True
-) -> dict[str, np.ndarray]:
-    with subsegment("## session.run"):
-        results = model.run(inputs, outputs)
-    # Refuse before encoding: JSON needs >= 2 bytes per element, binary >= its itemsize, so nothing larger is built.
-    at_least = sum(value.size * min(value.dtype.itemsize, 2) for value in results.values())
-    if synchronous and at_least > LAMBDA_SYNC_PAYLOAD_LIMIT:
-        raise payload_too_large("the response", at_least, model.card.name)
-    return results
+def _model_handlers(protocol: str) -> dict[str, ModelHandler]:
+    """The handlers of a model protocol, imported on first use (they need numpy; the catch-all never gets here)."""
+    if protocol == oip_routes.PROTOCOL:
+        from .protocols import oip
+
+        return oip.HANDLERS
+    if protocol == tfserving_routes.PROTOCOL:
+        from .protocols import tfserving
+
+        return tfserving.HANDLERS
+    raise LookupError(f"no model protocol {protocol!r}; add its handlers here")
 
 
 def _encoded_size(response: HttpResponse) -> int:

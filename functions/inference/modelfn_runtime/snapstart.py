@@ -73,7 +73,8 @@ def recheck(service: Any) -> None:
                        threads=model.threads, vcpus=vcpus)
         return
     started = time.perf_counter()
-    service.model = ModelSession.load(model.source, preference=_preference(), threads=vcpus)
+    # the artifact was verified against its card at init, in the snapshot: no second hash of it after restore
+    service.model = ModelSession.load(model.source, preference=_preference(), threads=vcpus, sha256=model.card.artifact.sha256)
     logger.info("session reopened after restore", old_threads=model.threads, threads=service.model.threads,
                 old_provider=model.provider, provider=service.model.provider,
                 reopen_ms=round((time.perf_counter() - started) * 1000, 1))

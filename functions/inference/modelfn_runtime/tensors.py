@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 
@@ -81,13 +82,6 @@ def datatype_of(array: np.ndarray) -> str:
         raise TypeError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype") from None
 
 
-def element_count(shape: Sequence[int]) -> int:
-    count = 1
-    for dim in shape:
-        count *= int(dim)
-    return count
-
-
 def to_binary(array: np.ndarray) -> bytes:
     """Raw little-endian bytes of a tensor, row-major; BYTES elements are 4-byte-length-prefixed."""
     if datatype_of(array) == "BYTES":
@@ -102,7 +96,7 @@ def to_binary(array: np.ndarray) -> bytes:
 def from_binary(raw: bytes | memoryview, datatype: str, shape: Sequence[int]) -> np.ndarray:
     """Decode raw tensor bytes; BadRequest when their size does not match shape and datatype."""
     dtype = numpy_dtype(datatype)
-    count = element_count(shape)
+    count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_elements(bytes(raw), count).reshape(shape)
     expected = count * dtype.itemsize

@@ -37,9 +37,10 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from modelfn_export.defaults import DEFAULT_STORE  # noqa: E402
-from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT, payload_too_large  # noqa: E402
+from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT  # noqa: E402
 from modelfn_runtime.http import status_class  # noqa: E402
 from modelfn_runtime.usage import USAGE_TABLE_ENV  # noqa: E402
+from modelfn_runtime.validation import payload_too_large  # noqa: E402
 
 from ..catalog import API_KEY_HEADER  # noqa: E402
 from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants  # noqa: E402

@@ -1,5 +1,7 @@
 """Decoding helpers both protocol codecs share: JSON bodies, and JSON values as typed tensors, bounded.
 
+The rules a tensor is checked against (the card's shape, the batch and element limits) are ``validation``'s.
+
 Nothing is allocated for a tensor before its datatype, its shape (against the model card) and its size are
 known: nested JSON lists are walked level by level (no recursion, no ``np.asarray`` on client JSON), every
 leaf's Python type is checked, and only then is one array of the model's datatype built.
@@ -11,6 +13,7 @@ parameters) they are a 400. Responses are strict JSON: non-finite outputs are wr
 
 Example:
     >>> from modelfn_runtime.modelcard import TensorSpec
+    >>> from modelfn_runtime.validation import Limits
     >>> tensor_from_json("x", [[1, 2], [3, "NaN"]], TensorSpec("x", "FP32", [-1, 2]), Limits()).tolist()
     [[1.0, 2.0], [3.0, nan]]
 """
@@ -27,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest, UnsupportedMediaType, quote
-from ..limits import MAX_DIMENSION, Limits
 from ..modelcard import TensorSpec
-from ..tensors import element_count, numpy_dtype
+from ..tensors import numpy_dtype
+from ..validation import Limits, check_data_count, check_elements, check_shape
 
 # TF Serving and Triton parse any body as JSON: curl -d sends application/x-www-form-urlencoded by default.
 JSON_TYPES = ("", "application/json", "application/octet-stream", "text/plain", "application/x-www-form-urlencoded")
@@ -79,19 +82,6 @@ def flag(parameters: dict[str, Any], key: str, where: str, default: bool = False
     return value
 
 
-def check_shape(name: str, shape: Sequence[int], spec: TensorSpec, limits: Limits) -> None:
-    """400 unless ``shape`` is one the model card accepts for ``spec`` within the batch-size limit."""
-    if any(dim > MAX_DIMENSION for dim in shape):
-        raise BadRequest(f"input {name!r} has a dimension over {MAX_DIMENSION} in shape {quote(list(shape))}")
-    if not spec.accepts_shape(list(shape)):
-        raise BadRequest(f"input {name!r} has shape {quote(list(shape))} but the model expects {spec.shape} (-1 is any size)")
-    if spec.shape and spec.shape[0] == -1 and shape[0] > limits.max_batch_size:
-        raise BadRequest(
-            f"input {name!r} has a batch of {shape[0]} but this model accepts at most {limits.max_batch_size} per request; "
-            "split the batch into several requests"
-        )
-
-
 def tensor_from_json(
     name: str, data: Any, spec: TensorSpec, limits: Limits, *, declared: Sequence[int] | None = None, b64_objects: bool = False
 ) -> np.ndarray:
@@ -108,10 +98,8 @@ def tensor_from_json(
         shape = nested
     else:
         shape = list(declared)
-        if len(leaves) != element_count(shape):
-            raise BadRequest(f"input {name!r} has {len(leaves)} elements but shape {quote(shape)} needs {element_count(shape)}")
-    if len(leaves) > limits.max_elements:
-        raise BadRequest(f"input {name!r} has {len(leaves)} elements, over the {limits.max_elements} a request may hold")
+        check_data_count(name, len(leaves), shape)
+    check_elements(name, len(leaves), limits)
     if spec.datatype == "BYTES":
         return _bytes_tensor(name, leaves, b64_objects=b64_objects).reshape(shape)
     return _typed(name, leaves, spec.datatype).reshape(shape)

@@ -1,4 +1,5 @@
-"""Open Inference Protocol v2 (KServe v2 / Triton) REST codec, with the binary tensor data extension.
+"""Open Inference Protocol v2 (KServe v2 / Triton): the handlers of its model routes (``oip_routes``) and its REST
+codec, with the binary tensor data extension.
 
 A binary request body is the JSON header followed by raw tensor bytes; the header's length is in
 ``Inference-Header-Content-Length`` and each binary input names its size in
@@ -19,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +28,30 @@ import numpy as np
 
 from ..errors import BadRequest, quote
 from ..http import HttpRequest, HttpResponse
-from ..limits import Limits
+from ..interfaces import Answer, ServedModel
 from ..modelcard import ModelCard, TensorSpec
-from ..tensors import datatype_of, element_count, from_binary, numpy_dtype, to_binary
-from .common import check_content_type, check_shape, flag, json_object, json_value, parameters_of, tensor_from_json
-from .server import EXTENSIONS, server_metadata  # noqa: F401  (numpy-free, re-exported)
+from ..tensors import datatype_of, from_binary, numpy_dtype, to_binary
+from ..validation import Limits, check_datatype, check_shape, check_total_elements, input_spec
+from .common import check_content_type, flag, json_object, json_value, parameters_of, tensor_from_json
+from .oip_routes import HEADER_LENGTH, INFER, MODEL_METADATA, MODEL_READY
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
+
+def _model_metadata(request: HttpRequest, served: ServedModel) -> Answer:
+    return Answer(HttpResponse.json(200, model_metadata(served.card)))
+
+
+def _model_ready(request: HttpRequest, served: ServedModel) -> Answer:
+    return Answer(HttpResponse.json(200, {"name": served.card.name, "ready": True}))
+
+
+def _infer(request: HttpRequest, served: ServedModel) -> Answer:
+    infer = decode_infer(request, served.card, served.limits)
+    results = served.run(infer.inputs, infer.outputs)
+    return Answer(encode_infer(served.card, infer, results), infer.batch_size)
+
+
+HANDLERS = {MODEL_METADATA.operation: _model_metadata, MODEL_READY.operation: _model_ready, INFER.operation: _infer}
+"""The handler of each route in ``oip_routes.ROUTES``, by operation."""
 
 
 @dataclass
@@ -72,9 +91,8 @@ def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = 
         name, shape, datatype, spec = _input_header(raw, card, limits)
         if name in inputs:
             raise BadRequest(f"input {name!r} appears twice; send each input once")
-        elements += element_count(shape)
-        if elements > limits.max_elements:
-            raise BadRequest(f"the inputs hold {elements} elements together, over the {limits.max_elements} a request may hold")
+        elements += math.prod(shape)
+        check_total_elements(elements, limits)
         array, used = _input_data(raw, name, shape, datatype, spec, limits, binary, offset)
         inputs[name] = array
         offset += used
@@ -172,17 +190,14 @@ def _input_header(raw: Any, card: ModelCard, limits: Limits) -> tuple[str, list[
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise BadRequest('each input must be an object with "name", "shape", "datatype" and "data"')
     name = raw["name"]
-    spec = card.input(name)
-    if spec is None:
-        raise BadRequest(f"unknown input {quote(name)}; this model's inputs are {[s.name for s in card.inputs]}")
+    spec = input_spec(card.inputs, name)
     shape, datatype = raw.get("shape"), raw.get("datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f'input {name!r} needs a "shape" list of non-negative integers, got {quote(shape)}')
     if not isinstance(datatype, str):
         raise BadRequest(f'input {name!r} needs a "datatype" such as "FP32" or "INT64"')
     numpy_dtype(datatype)
-    if datatype != spec.datatype:
-        raise BadRequest(f"input {name!r} has datatype {datatype} but the model expects {spec.datatype}")
+    check_datatype(name, datatype, spec)
     check_shape(name, shape, spec, limits)
     return name, shape, datatype, spec
 

@@ -1,4 +1,5 @@
-"""TensorFlow Serving REST codec: ``:predict`` in row (``instances``) and columnar (``inputs``) form.
+"""TensorFlow Serving REST: the handlers of its model routes (``tfserving_routes``) and its codec, ``:predict`` in row
+(``instances``) and columnar (``inputs``) form.
 
 TF Serving's JSON carries no datatypes, so values take the datatype the model card records.
 String (BYTES) values are JSON strings, or ``{"b64": "<base64>"}`` for binary data, as in TF Serving;
@@ -23,17 +24,38 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest, quote
-from ..http import HttpRequest
-from ..limits import Limits
+from ..http import HttpRequest, HttpResponse
+from ..interfaces import Answer, ServedModel
 from ..modelcard import ModelCard, TensorSpec
+from ..validation import Limits, check_batch_size, check_total_elements, input_spec
 from .common import check_content_type, json_object, json_value, tensor_from_json
-from .server import SIGNATURE
+from .tfserving_routes import METADATA, PREDICT, SIGNATURE, STATUS
 
 DT_TYPES = {
     "BOOL": "DT_BOOL", "UINT8": "DT_UINT8", "UINT16": "DT_UINT16", "UINT32": "DT_UINT32", "UINT64": "DT_UINT64",
     "INT8": "DT_INT8", "INT16": "DT_INT16", "INT32": "DT_INT32", "INT64": "DT_INT64",
     "FP16": "DT_HALF", "FP32": "DT_FLOAT", "FP64": "DT_DOUBLE", "BYTES": "DT_STRING",
 }
+
+
+def _status(request: HttpRequest, served: ServedModel) -> Answer:
+    card = served.card
+    # TF Serving's status, plus KServe v1's readiness keys (its client reads "ready" from this route)
+    return Answer(HttpResponse.json(200, {**model_status(card), "name": card.name, "ready": True}))
+
+
+def _metadata(request: HttpRequest, served: ServedModel) -> Answer:
+    return Answer(HttpResponse.json(200, model_metadata(served.card)))
+
+
+def _predict(request: HttpRequest, served: ServedModel) -> Answer:
+    predict = decode_predict(request, served.card.inputs, served.limits)
+    results = served.run(predict.inputs)
+    return Answer(HttpResponse.json(200, encode_predict(predict, results)), predict.batch_size)
+
+
+HANDLERS = {STATUS.operation: _status, METADATA.operation: _metadata, PREDICT.operation: _predict}
+"""The handler of each route in ``tfserving_routes.ROUTES``, by operation."""
 
 
 @dataclass
@@ -129,11 +151,7 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
 def _from_rows(instances: Any, specs: list[TensorSpec], limits: Limits) -> dict[str, np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list with one entry per example')
-    if len(instances) > limits.max_batch_size:
-        raise BadRequest(
-            f'"instances" holds {len(instances)} examples but this model accepts at most {limits.max_batch_size} '
-            "per request; split the batch into several requests"
-        )
+    check_batch_size('"instances"', len(instances), limits)
     if len(specs) == 1 and not any(isinstance(row, dict) and not _is_b64(row) for row in instances):
         return {specs[0].name: _tensor(specs[0].name, instances, specs[0], limits)}
     if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
@@ -158,14 +176,10 @@ def _from_columns(inputs: Any, specs: list[TensorSpec], limits: Limits) -> dict[
 
 
 def _typed(values: dict[str, Any], specs: list[TensorSpec], limits: Limits) -> dict[str, np.ndarray]:
-    by_name = {spec.name: spec for spec in specs}
-    for name in values:
-        if name not in by_name:
-            raise BadRequest(f"unknown input {quote(name)}; this model's inputs are {list(by_name)}")
+    by_name = {name: input_spec(specs, name) for name in values}
     tensors, elements = {}, 0
     for name, value in values.items():
         tensors[name] = _tensor(name, value, by_name[name], limits)
         elements += tensors[name].size
-        if elements > limits.max_elements:
-            raise BadRequest(f"the inputs hold {elements} elements together, over the {limits.max_elements} a request may hold")
+        check_total_elements(elements, limits)
     return tensors

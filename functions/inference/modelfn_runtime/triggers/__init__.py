@@ -16,8 +16,10 @@ trigger     event                                       reply
 
 Every trigger turns its event into ``Envelope``\\ s (an ``HttpRequest`` plus who asked and, when the
 event could not be decoded, the refusal to answer with), the service answers each envelope once (and
-meters it once), and the trigger shapes the answers into its reply. API triggers do that per event;
-record triggers (S3, SQS) per record, inside powertools' batch and idempotency wrappers.
+meters it once), and the trigger shapes the answers into its reply. API triggers do that per event
+(``RequestTrigger``); record triggers (S3, SQS) per record, as jobs of the ``jobs`` pipeline, inside
+powertools' batch and idempotency wrappers. Trigger adapters are the runtime's top layer: only the handler
+imports them.
 
 Example:
     >>> trigger = pick({"httpMethod": "GET", "path": "/v2/health/live", "requestContext": {}})
@@ -29,10 +31,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..envelope import Envelope, request_id
 from ..errors import BadRequest
-from .base import Envelope, Handle, Service, Trigger, request_id
+from ..http import HttpResponse
+from .base import RequestTrigger, Serving, Trigger
 
-__all__ = ["Envelope", "Handle", "Service", "Trigger", "pick", "TRIGGERS", "UNSUPPORTED_EVENT"]
+__all__ = ["Envelope", "RequestTrigger", "Serving", "Trigger", "pick", "TRIGGERS", "UNSUPPORTED_EVENT"]
 
 UNSUPPORTED_EVENT = (
     "unsupported event: send an API Gateway REST or HTTP API proxy event, an S3 or SQS event, or invoke "
@@ -60,18 +64,19 @@ def pick(event: Any) -> Trigger:
     return UnsupportedTrigger()
 
 
-class UnsupportedTrigger(Trigger):
-    """An event no adapter recognises: one refused request, answered the way a direct invoke is."""
+class UnsupportedTrigger(RequestTrigger):
+    """An event no adapter recognises (``pick``'s answer when none matches): one refused request, metered, and
+    answered the way a direct invoke is."""
 
     name = "unknown"
 
     def matches(self, event: Any) -> bool:
-        return False
+        return not any(trigger.matches(event) for trigger in TRIGGERS)
 
     def requests(self, event: Any, context: Any, served: str | None = None) -> list[Envelope]:
         return [Envelope.refused(BadRequest(UNSUPPORTED_EVENT), trigger=self.name, request_id=request_id(context))]
 
-    def respond(self, event: Any, envelopes: list[Envelope], responses: list[Any]) -> Any:
+    def respond(self, event: Any, envelopes: list[Envelope], responses: list[HttpResponse]) -> Any:
         from .direct import direct_payload
 
         return direct_payload(responses[0])

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from abc import abstractmethod
 from typing import Any
 
+from ..envelope import Envelope
 from ..errors import BadRequest, ModelfnError
 from ..http import Headers, HttpRequest, HttpResponse
-from .base import Envelope, Trigger
+from .base import RequestTrigger
 
 
 def proxy_response(response: HttpResponse) -> dict[str, Any]:
@@ -32,7 +34,9 @@ def proxy_response(response: HttpResponse) -> dict[str, Any]:
     return {"statusCode": response.status, "headers": response.headers, "body": body, "isBase64Encoded": encoded}
 
 
-class _ProxyTrigger(Trigger):
+class _ProxyTrigger(RequestTrigger):
+    """A proxy event carries one request; a malformed event becomes one refused request (a 400), never a crash."""
+
     def requests(self, event: dict[str, Any], context: Any, served: str | None = None) -> list[Envelope]:
         context_id = _text(event.get("requestContext", {}).get("requestId") if isinstance(event.get("requestContext"), dict) else "")
         try:
@@ -47,8 +51,9 @@ class _ProxyTrigger(Trigger):
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[HttpResponse]) -> dict[str, Any]:
         return proxy_response(responses[0])
 
+    @abstractmethod
     def request(self, event: dict[str, Any]) -> HttpRequest:
-        raise NotImplementedError
+        """The request this proxy event carries; BadRequest (or a KeyError/TypeError on a malformed event) otherwise."""
 
 
 class RestApiTrigger(_ProxyTrigger):

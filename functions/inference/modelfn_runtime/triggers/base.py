@@ -1,73 +1,70 @@
-"""The adapter interface every trigger implements, and the envelope the service answers.
+"""The interface every trigger adapter implements, and what the handler gives it to answer with.
+
+A ``Trigger`` recognises its kind of event (``matches``) and answers one (``dispatch``) with a ``Serving``: the
+sandbox's ``Service`` and, for event-triggered work, its job runner (``Jobs``). Triggers answered per request
+(API Gateway, direct invokes, probes) are ``RequestTrigger``\\ s: ``requests`` turns the event into envelopes,
+the service answers each, ``respond`` shapes the answers into the trigger's reply. Record triggers (S3, SQS) run
+one job per record instead (``records.py``).
 
 Example:
-    >>> envelope = Envelope(HttpRequest("GET", "/v2/health/live", trigger="rest"))
-    >>> envelope.request.path, envelope.refusal is None
-    ('/v2/health/live', True)
+    >>> from modelfn_runtime.http import HttpRequest
+    >>> class Ping(RequestTrigger):
+    ...     name = "ping"
+    ...     def matches(self, event): return event == "ping"
+    ...     def requests(self, event, context, served): return [Envelope(HttpRequest("GET", "/v2/health/live"))]
+    ...     def respond(self, event, envelopes, responses): return responses[0].status
+    >>> Ping().matches("ping")
+    True
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import ModelfnError
-from ..http import HttpRequest, HttpResponse
-from ..modelcard import ModelCard
-
-Handle = Callable[["Envelope"], HttpResponse]
-"""``InferenceService.handle``: answers one envelope and meters it exactly once."""
+from ..envelope import Envelope
+from ..http import HttpResponse
+from ..interfaces import Service
+from ..jobs.job import Job, Settings, Summary
 
 
-def request_id(context: Any) -> str:
-    """The Lambda request id of ``context`` (``""`` for a context without one, e.g. in tests)."""
-    return str(getattr(context, "aws_request_id", "") or "")
+class Jobs(Protocol):
+    """What record and pointer triggers need of the job runner (``jobs.runner.JobRunner``)."""
+
+    settings: Settings
+
+    def idempotent(self, context: Any) -> Callable[[Job], Summary]: ...
+
+    def dead_letter(self, job: Job, error: BaseException) -> None: ...
 
 
-class Service(Protocol):
-    """What a trigger needs of ``InferenceService``."""
+class Serving(Protocol):
+    """What the handler gives a trigger for one event: the sandbox's service, and its job runner (made on first use)."""
 
     @property
-    def card(self) -> ModelCard | None: ...
+    def service(self) -> Service: ...
 
-    @property
-    def served_name(self) -> str | None: ...
-
-    def handle(self, request: HttpRequest | Envelope) -> HttpResponse: ...
-
-
-@dataclass
-class Envelope:
-    """One request as a trigger delivers it.
-
-    ``refusal`` is set when the event could not even be decoded into a request (bad base64, a malformed
-    record, an unreadable input object): the service answers it with that error and meters it like any
-    other request, so refused requests are never lost from usage.
-    """
-
-    request: HttpRequest
-    refusal: ModelfnError | None = None
-
-    @classmethod
-    def refused(cls, error: ModelfnError, *, trigger: str, request_id: str = "", path: str = "", tenant: str | None = None) -> "Envelope":
-        return cls(HttpRequest("POST", path or "/", request_id=request_id, trigger=trigger, tenant=tenant), error)
+    def jobs(self) -> Jobs: ...
 
 
 class Trigger(ABC):
-    """One kind of Lambda event.
-
-    ``dispatch`` is the straight line for one event: ``requests`` -> the service answers each envelope
-    -> ``respond``. Record triggers (S3, SQS) override it to run the same line per record inside
-    powertools' batch and idempotency wrappers.
-    """
+    """One kind of Lambda event."""
 
     name: str = ""
 
     @abstractmethod
     def matches(self, event: Any) -> bool:
         """True when ``event`` is this trigger's kind (checks shape only, never raises)."""
+
+    @abstractmethod
+    def dispatch(self, event: Any, context: Any, serving: Serving) -> Any:
+        """Answer one event; the reply Lambda returns for this trigger."""
+
+
+class RequestTrigger(Trigger):
+    """A trigger whose event carries requests answered right away: ``requests`` -> ``Service.handle`` each (metered
+    once) -> ``respond``."""
 
     @abstractmethod
     def requests(self, event: Any, context: Any, served: str | None) -> list[Envelope]:
@@ -78,7 +75,7 @@ class Trigger(ABC):
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[HttpResponse]) -> Any:
         """The reply Lambda returns for this trigger, built from one response per envelope."""
 
-    def dispatch(self, event: Any, context: Any, service: Service) -> Any:
-        """Answer one event: ``requests`` -> ``service.handle`` each (metered once) -> ``respond``."""
-        envelopes = self.requests(event, context, getattr(service, "served_name", None))
+    def dispatch(self, event: Any, context: Any, serving: Serving) -> Any:
+        service = serving.service
+        envelopes = self.requests(event, context, service.served_name)
         return self.respond(event, envelopes, [service.handle(envelope) for envelope in envelopes])

@@ -22,11 +22,12 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from ..envelope import Envelope, request_id
 from ..errors import BadRequest
 from ..http import Headers, HttpRequest, HttpResponse, status_class
-from ..jobs import Job
-from .base import Envelope, Trigger, request_id
-from .records import json_outputs, pointer_job
+from ..jobs.job import Job, json_outputs, pointer_job
+from ..protocols.oip_routes import INFER
+from .base import RequestTrigger, Serving
 
 ROUTING_FIELDS = ("model_name", "model_version", "tenant")
 
@@ -39,7 +40,7 @@ def direct_payload(response: HttpResponse) -> dict[str, Any]:
     return payload
 
 
-class DirectTrigger(Trigger):
+class DirectTrigger(RequestTrigger):
     name = "direct"
 
     def matches(self, event: Any) -> bool:
@@ -52,7 +53,7 @@ class DirectTrigger(Trigger):
         if name is not None and not isinstance(name, str) or version is not None and not isinstance(version, (str, int)):
             error = BadRequest('"model_name" and "model_version" must be strings when given')
             return [Envelope.refused(error, trigger=self.name, request_id=rid, tenant=tenant)]
-        path = f"/v2/models/{name or served or '-'}" + (f"/versions/{version}" if version is not None else "") + "/infer"
+        path = INFER.path_for(name or served or "-", version)
         payload = json_outputs({key: value for key, value in event.items() if key not in ROUTING_FIELDS})
         request = HttpRequest("POST", path, Headers({"content-type": "application/json"}), request_id=rid,
                               trigger=self.name, tenant=tenant, parsed=payload)
@@ -61,17 +62,16 @@ class DirectTrigger(Trigger):
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[HttpResponse]) -> dict[str, Any]:
         return direct_payload(responses[0])
 
-    def dispatch(self, event: dict[str, Any], context: Any, service: Any) -> Any:
+    def dispatch(self, event: dict[str, Any], context: Any, serving: Serving) -> Any:
         if "input_uri" in event:
-            return self._pointer(event, context, service)
-        return super().dispatch(event, context, service)
+            return self._pointer(event, context, serving)
+        return super().dispatch(event, context, serving)
 
-    def _pointer(self, event: dict[str, Any], context: Any, service: Any) -> dict[str, Any]:
-        from ..batch import runner_for
-
-        runner = runner_for(service)
+    def _pointer(self, event: dict[str, Any], context: Any, serving: Serving) -> dict[str, Any]:
+        """An S3 pointer: the request is an object under ``requests/<model>/``, run as a job (async invokes)."""
+        runner = serving.jobs()
         rid = request_id(context)
-        served = getattr(service, "served_name", None) or ""
+        served = serving.service.served_name or ""
         tenant = event.get("tenant") if isinstance(event.get("tenant"), str) else None
         job = Job(model=served, source=f"invoke:{rid}", result_name=f"invocations/{rid}",
                   idempotency_key=f"invoke:{rid}", trigger=self.name, tenant=tenant, request_id=rid)

@@ -1,6 +1,6 @@
 """Readiness probes: the catch-all function asks each model function whether it can serve.
 
-The probe is ``{"modelfn": "ready"}``, sent by ``readiness.Readiness`` with Lambda's Invoke API. The model function
+The probe is ``readiness.PROBE_EVENT`` (``{"modelfn": "ready"}``), sent by ``readiness.Readiness`` with Lambda's Invoke API. The model function
 answers it the way it answers ``GET /v2/models/<name>/ready``: ``{"ready": true}``, or ``{"ready": false, "status":
 503, "error": "<why>"}`` while its model cannot load. Probes are the platform's own traffic: they are metered as
 trigger ``probe`` and never billed to a tenant.
@@ -15,20 +15,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..envelope import Envelope, request_id
 from ..http import HttpRequest, HttpResponse
-from .base import Envelope, Trigger, request_id
+from ..protocols import oip_routes, server_routes
+from ..readiness import PROBE_EVENT
+from .base import RequestTrigger
 
-PROBE_EVENT = {"modelfn": "ready"}
+__all__ = ["PROBE_EVENT", "ProbeTrigger"]
 
 
-class ProbeTrigger(Trigger):
+class ProbeTrigger(RequestTrigger):
     name = "probe"
 
     def matches(self, event: Any) -> bool:
-        return isinstance(event, dict) and event.get("modelfn") == "ready"
+        return isinstance(event, dict) and all(event.get(key) == value for key, value in PROBE_EVENT.items())
 
     def requests(self, event: Any, context: Any, served: str | None = None) -> list[Envelope]:
-        path = f"/v2/models/{served}/ready" if served else "/v2/health/ready"
+        path = oip_routes.MODEL_READY.path_for(served) if served else server_routes.READY.path
         return [Envelope(HttpRequest("GET", path, request_id=request_id(context), trigger=self.name))]
 
     def respond(self, event: Any, envelopes: list[Envelope], responses: list[HttpResponse]) -> dict[str, Any]:

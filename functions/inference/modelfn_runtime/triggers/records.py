@@ -28,9 +28,10 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from ..jobs import INBOX, REQUESTS, Job, RetryableJobError, S3Object, Settings
+from ..envelope import request_id
+from ..jobs.job import INBOX, Job, RetryableJobError, S3Object, Settings, json_outputs, pointer_job
 from ..observability import logger
-from .base import Envelope, Trigger, request_id
+from .base import Serving, Trigger
 
 OIP_FIELDS = ("inputs", "outputs", "parameters", "id")
 MESSAGE_FORMS = ('an Open Inference Protocol request ({"inputs": [...]}), an S3 pointer ({"input_uri": "s3://..."}) '
@@ -38,7 +39,7 @@ MESSAGE_FORMS = ('an Open Inference Protocol request ({"inputs": [...]}), an S3 
 
 
 class RecordTrigger(Trigger):
-    """Shared by S3 and SQS: records become jobs; ``requests``/``respond`` are not used per event."""
+    """Shared by S3 and SQS: an event of ``Records`` from ``source``, each record run as one job."""
 
     source = ""
 
@@ -47,26 +48,18 @@ class RecordTrigger(Trigger):
         return (isinstance(records, list) and bool(records) and isinstance(records[0], dict)
                 and records[0].get("eventSource") == self.source)
 
-    def requests(self, event: Any, context: Any, served: str | None = None) -> list[Envelope]:
-        raise NotImplementedError("record triggers run one job per record: see dispatch")
-
-    def respond(self, event: Any, envelopes: list[Envelope], responses: list[Any]) -> Any:
-        raise NotImplementedError("record triggers run one job per record: see dispatch")
-
 
 class S3Trigger(RecordTrigger):
     name = "s3"
     source = "aws:s3"
 
-    def dispatch(self, event: dict[str, Any], context: Any, service: Any) -> None:
-        from ..batch import runner_for
-
-        runner = runner_for(service)
-        run = runner.idempotent(context)
+    def dispatch(self, event: dict[str, Any], context: Any, serving: Serving) -> None:
+        run = serving.jobs().idempotent(context)
         rid = request_id(context)
+        served = serving.service.served_name
         retry = []
         for record in event["Records"]:
-            job = s3_job(record, request_id=rid, trigger=self.name, served=_served(service))
+            job = s3_job(record, request_id=rid, trigger=self.name, served=served)
             if job is None:
                 continue
             try:
@@ -83,14 +76,12 @@ class SqsTrigger(RecordTrigger):
     name = "sqs"
     source = "aws:sqs"
 
-    def dispatch(self, event: dict[str, Any], context: Any, service: Any) -> dict[str, Any]:
+    def dispatch(self, event: dict[str, Any], context: Any, serving: Serving) -> dict[str, Any]:
         from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-        from ..batch import runner_for
-
-        runner = runner_for(service)
+        runner = serving.jobs()
         run = runner.idempotent(context)
-        served = _served(service)
+        served = serving.service.served_name
 
         def record_handler(record: Any) -> None:
             for job in sqs_jobs(record.raw_event, served=served, settings=runner.settings, request_id=request_id(context)):
@@ -152,37 +143,6 @@ def sqs_jobs(record: dict[str, Any], *, served: str | None, settings: Settings, 
     return [replace(job, refusal=f"the message has neither \"inputs\" nor \"input_uri\"; send {MESSAGE_FORMS}")]
 
 
-def pointer_job(job: Job, uri: Any, settings: Settings) -> Job:
-    """A job reading its request from ``requests/<model>/…`` in the data bucket."""
-    from ..errors import ModelfnError
-
-    try:
-        target = S3Object.parse(uri)
-    except ModelfnError as error:
-        return replace(job, refusal=error.message)
-    prefix = f"{REQUESTS}/{job.model}/"
-    if target.bucket != settings.data_bucket or not target.key.startswith(prefix):
-        return replace(job, refusal=f"input_uri must name an object under s3://{settings.data_bucket}/{prefix}; "
-                                    f"copy it there (objects under {INBOX}/ run by themselves)")
-    return replace(job, object=target, source=target.uri)
-
-
-def json_outputs(payload: dict[str, Any]) -> dict[str, Any]:
-    """An OIP request asking for JSON outputs: results travel as JSON documents, never binary sections."""
-    payload = dict(payload)
-    parameters = payload.get("parameters")
-    if isinstance(parameters, dict) and "binary_data_output" in parameters:
-        payload["parameters"] = {k: v for k, v in parameters.items() if k != "binary_data_output"}
-    outputs = payload.get("outputs")
-    if isinstance(outputs, list):
-        payload["outputs"] = [
-            {**o, "parameters": {k: v for k, v in o["parameters"].items() if k != "binary_data"}}
-            if isinstance(o, dict) and isinstance(o.get("parameters"), dict) else o
-            for o in outputs
-        ]
-    return payload
-
-
 def _served_job(job: Job, served: str | None) -> Job:
     if served is None:
         return replace(job, refusal="this function serves no model; route events to a model's function")
@@ -225,8 +185,4 @@ def _attribute(attributes: Any, name: str) -> str | None:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _served(service: Any) -> str | None:
-    return getattr(service, "served_name", None)
 

@@ -36,14 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from . import aws
-from .errors import BadRequest, ModelfnError, NotFound, PayloadTooLarge, UnsupportedMediaType
-from .http import Headers, HttpRequest
-from .jobs import FORMATS, Job, RetryableJobError, S3Object, Settings
-from .modelcard import ModelCard
-from .protocols.oip import HEADER_LENGTH
-from .tensors import datatype_of, to_binary
-from .triggers.base import Envelope
+from .. import aws
+from ..envelope import Envelope
+from ..errors import BadRequest, ModelfnError, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ..http import Headers, HttpRequest
+from ..modelcard import ModelCard
+from ..protocols.oip_routes import HEADER_LENGTH
+from ..tensors import datatype_of, to_binary
+from .job import FORMATS, Job, RetryableJobError, S3Object, Settings
 
 
 def envelopes(job: Job, card: ModelCard | None, settings: Settings | None = None) -> Iterator[Envelope]:

@@ -1,9 +1,10 @@
 """Event-triggered work: one input in (an S3 object or an inline request), exactly one result out.
 
-S3 records, SQS messages and direct invokes that carry an S3 pointer all become ``Job``\\ s. A job runs
-the request line — ``inputs.envelopes`` (decode, in bounded chunks) -> ``handle`` (session.run, metered
-once per chunk) -> ``results.Collector`` (merge) -> ``results.deliver`` (``outbox/`` or ``errors/``,
-and a reply queue when asked) — and says whether it is finished or must be retried:
+S3 records, SQS messages and direct invokes that carry an S3 pointer all become ``Job``\\ s (the trigger adapters
+build them with ``Job.for_object``, ``pointer_job`` and ``json_outputs``). ``runner.JobRunner`` runs each on the
+request line — ``inputs.envelopes`` (decode, in bounded chunks) -> ``Service.handle`` (session.run, metered once
+per chunk) -> ``results.Collector`` (merge) -> ``results.deliver`` (``outbox/`` or ``errors/``, and a reply
+queue when asked) — and says whether it is finished or must be retried:
 
 * the model answered (2xx): the predictions land in ``outbox/<model>/<name>.json``;
 * the input is bad (4xx: poison): the reason lands in ``errors/<model>/<name>.json`` and the job is
@@ -22,13 +23,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import environment as names
-from .errors import BadRequest
-from .limits import DEFAULT_MAX_BATCH_SIZE, Limits
+from .. import environment as names
+from ..errors import BadRequest, ModelfnError
+from ..protocols.oip_routes import INFER
+from ..protocols.tfserving_routes import PREDICT
+from ..validation import DEFAULT_MAX_BATCH_SIZE, Limits
 
 INBOX = "inbox"
 """``inbox/<model>/[<tenant>/]<name>``: putting an object here runs the model (the S3 trigger)."""
@@ -38,6 +41,9 @@ OUTBOX = "outbox"
 ERRORS = "errors"
 
 FORMATS = (".json", ".npy", ".npz", ".jsonl")
+
+Summary = dict[str, Any]
+"""What a finished job answers: its status, where its result went, how many items it covered."""
 
 
 class RetryableJobError(RuntimeError):
@@ -152,8 +158,38 @@ class Job:
 
     @property
     def infer_path(self) -> str:
-        return f"/v2/models/{self.model}" + (f"/versions/{self.version}" if self.version else "") + "/infer"
+        return INFER.path_for(self.model, self.version or None)
 
     @property
     def predict_path(self) -> str:
-        return f"/v1/models/{self.model}" + (f"/versions/{self.version}" if self.version else "") + ":predict"
+        return PREDICT.path_for(self.model, self.version or None)
+
+
+def pointer_job(job: Job, uri: Any, settings: Settings) -> Job:
+    """``job`` reading its request from the object ``uri`` names, which must be under ``requests/<model>/`` in the
+    data bucket; the job refused (with the fix) otherwise."""
+    try:
+        target = S3Object.parse(uri)
+    except ModelfnError as error:
+        return replace(job, refusal=error.message)
+    prefix = f"{REQUESTS}/{job.model}/"
+    if target.bucket != settings.data_bucket or not target.key.startswith(prefix):
+        return replace(job, refusal=f"input_uri must name an object under s3://{settings.data_bucket}/{prefix}; "
+                                    f"copy it there (objects under {INBOX}/ run by themselves)")
+    return replace(job, object=target, source=target.uri)
+
+
+def json_outputs(payload: dict[str, Any]) -> dict[str, Any]:
+    """An OIP request asking for JSON outputs: a job's results travel as JSON documents, never binary sections."""
+    payload = dict(payload)
+    parameters = payload.get("parameters")
+    if isinstance(parameters, dict) and "binary_data_output" in parameters:
+        payload["parameters"] = {k: v for k, v in parameters.items() if k != "binary_data_output"}
+    outputs = payload.get("outputs")
+    if isinstance(outputs, list):
+        payload["outputs"] = [
+            {**o, "parameters": {k: v for k, v in o["parameters"].items() if k != "binary_data"}}
+            if isinstance(o, dict) and isinstance(o.get("parameters"), dict) else o
+            for o in outputs
+        ]
+    return payload

@@ -1,6 +1,6 @@
-"""The record handler of event-triggered work, wrapped in powertools' idempotency (and, for SQS, batch).
+"""The record handler of event-triggered work, wrapped in powertools' idempotency (the SQS trigger adds batch).
 
-``JobRunner.run`` is the straight line for one record: ``inputs.envelopes`` -> ``handle`` (one metered
+``JobRunner.run`` is the straight line for one record: ``inputs.envelopes`` -> ``Service.handle`` (one metered
 request per chunk) -> ``results.Collector`` -> ``results.deliver``. ``JobRunner.idempotent`` wraps it
 in powertools' ``idempotent_function`` on the DynamoDB table ``MODELFN_IDEMPOTENCY_TABLE``, keyed by
 the job's identity (an SQS message id, or bucket/key@ETag of an S3 object), so a redelivered message or
@@ -8,12 +8,14 @@ a retried S3 event returns the saved summary instead of producing a second, poss
 output. The in-progress lock expires with the invocation's remaining time (``register_lambda_context``),
 so a record whose invocation timed out is picked up again by the next delivery.
 
-powertools' batch and idempotency utilities import boto3/botocore (about 1.2 s): they are imported on
-the first record event, never by API-only invocations.
+The handler makes one runner per service, on the first record or pointer event (a service that reloads its model
+is a new service, so its runner is new too). powertools' batch and idempotency utilities import boto3/botocore
+(about 1.2 s), and the input decoders numpy: this module is imported on the first record event, never by API-only
+invocations.
 
 Example:
-    >>> runner = JobRunner(service.handle, card=service.model.card, settings=Settings())   # doctest: +SKIP
-    >>> runner.idempotent(context)(job)                                               # doctest: +SKIP
+    >>> runner = JobRunner(service, settings=Settings.from_env())     # doctest: +SKIP
+    >>> runner.idempotent(context)(job)                                # doctest: +SKIP
     {'status': 200, 'output': 's3://data/outbox/digits/batch.npy.json', ...}
 """
 
@@ -22,46 +24,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import aws, inputs, results
-from .http import status_class
-from .jobs import Job, RetryableJobError, Settings
-from .modelcard import ModelCard
-from .observability import logger
-from .triggers.base import Handle
-
-Summary = dict[str, Any]
-
-
-def runner_for(service: Any) -> "JobRunner":
-    """The service's job runner, made on the first record or pointer event and kept with the service (a service
-    that reloads its model is a new service, so its runner is new too)."""
-    runner = getattr(service, "_job_runner", None)
-    if runner is None:
-        runner = JobRunner(service.handle, card=service.card, settings=Settings.from_env(),
-                           unavailable=getattr(service, "unavailable", None))
-        service._job_runner = runner
-    return runner
+from .. import aws
+from ..http import status_class
+from ..interfaces import Service
+from ..observability import logger
+from . import inputs, results
+from .job import Job, RetryableJobError, Settings, Summary
 
 
 class JobRunner:
-    def __init__(self, handle: Handle, *, card: ModelCard | None, settings: Settings, unavailable: Any = None) -> None:
-        self.handle = handle
-        self.unavailable = unavailable
-        """Why the model cannot load yet (the service's ``Unavailable``): every job is retried, none is refused."""
-        self.card = card
+    """Runs the jobs of one service: each through ``service.handle``, to its one result in the data bucket."""
+
+    def __init__(self, service: Service, *, settings: Settings) -> None:
+        self.service = service
         self.settings = settings
         self._idempotent: Callable[..., Summary] | None = None
         self._warned = False
 
     def run(self, job: Job) -> Summary:
-        """Run one job to its one result; RetryableJobError when it must be delivered again."""
-        if self.unavailable is not None:
-            raise RetryableJobError(f"model {self.unavailable.name!r} cannot load yet ({str(self.unavailable.reason)[:200]}); "
+        """Run one job to its one result; RetryableJobError when it must be delivered again (also while the model
+        cannot load yet: every job is retried then, none is refused)."""
+        unavailable, card = self.service.unavailable, self.service.card
+        if unavailable is not None:
+            raise RetryableJobError(f"model {unavailable.name!r} cannot load yet ({str(unavailable.reason)[:200]}); "
                                     "the event is delivered again")
-        model, version = (self.card.name, self.card.version) if self.card else (job.model, job.version or "")
+        model, version = (card.name, card.version) if card else (job.model, job.version or "")
         with results.Collector() as collector:
-            for envelope in inputs.envelopes(job, self.card, self.settings):
-                response = self.handle(envelope)
+            for envelope in inputs.envelopes(job, card, self.settings):
+                response = self.service.handle(envelope)
                 if status_class(response.status) == "server_error":
                     raise RetryableJobError(f"{job.source[:120]}: the function answered {response.status}; see its logs")
                 if not collector.add(response):
@@ -74,11 +64,12 @@ class JobRunner:
     def dead_letter(self, job: Job, error: BaseException) -> None:
         """Best effort, before the event source dead-letters the job's event: write why to errors/."""
         status = 504 if "in progress" in str(error).lower() else 503
-        outcome = results.Outcome(status, {"error": f"dead-lettered after repeated failures; last: {str(error)[:300]}",
-                                           "dead_lettered": True}, 0)
+        result = results.JobResult(status, {"error": f"dead-lettered after repeated failures; last: {str(error)[:300]}",
+                                            "dead_lettered": True}, 0)
+        card = self.service.card
         try:
-            model, version = (self.card.name, self.card.version) if self.card else (job.model, "")
-            results.deliver(job, outcome, model=model, version=version, settings=self.settings)
+            model, version = (card.name, card.version) if card else (job.model, "")
+            results.deliver(job, result, model=model, version=version, settings=self.settings)
         except Exception as problem:  # the event still reaches the dead-letter queue; the log keeps the reason
             logger.error("could not record the dead-letter reason", source=job.source[:200], reason=str(problem)[:200])
         logger.error("job dead-lettered", source=job.source[:200], reason=str(error)[:300])

@@ -27,16 +27,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws
-from .http import HttpResponse, status_class
-from .jobs import ERRORS, OUTBOX, Job, RetryableJobError, Settings
+from .. import aws
+from ..http import HttpResponse, status_class
+from .job import ERRORS, OUTBOX, Job, RetryableJobError, Settings
 
 REPLY_INLINE_LIMIT = 200 * 1024
 """A reply message carries the result itself up to this size (SQS allows 256 KiB), else only its URI."""
 
 
 @dataclass
-class Outcome:
+class JobResult:
+    """A job's one result: its status, and the result or error document (or, for a success, the file it is spooled
+    to), with the number of items it covers."""
+
     status: int
     document: dict[str, Any] | None
     """The result or error as a dict; None when the result is spooled to ``path`` (a success)."""
@@ -57,7 +60,7 @@ class Collector:
     """Merges the answers to one job's chunks; stops at the first error.
 
     Memory holds one chunk's answer at a time: each output's values are appended to a spool file under
-    /tmp, and ``finish`` writes the one result document from the spools (``Outcome.path``), which
+    /tmp, and ``finish`` writes the one result document from the spools (``JobResult.path``), which
     ``deliver`` streams to S3. ``close`` removes the files.
     """
 
@@ -106,10 +109,10 @@ class Collector:
             self._append(output["name"], output.get("data", []))
         return True
 
-    def finish(self) -> Outcome:
-        """The job's outcome: the error, or the merged result written to one file."""
+    def finish(self) -> JobResult:
+        """The job's result: the error, or the merged result written to one file."""
         if self._error:
-            return Outcome(self._error[0], self._error[1], self.items)
+            return JobResult(self._error[0], self._error[1], self.items)
         handle, self._result = tempfile.mkstemp(prefix="modelfn-result-", suffix=".json")
         with os.fdopen(handle, "w") as out:
             head = dict(self._head or {})
@@ -126,7 +129,7 @@ class Collector:
                     out.write("]}")
                 out.write("]}")
         self._discard_spools()
-        return Outcome(200, None, self.items, self._result)
+        return JobResult(200, None, self.items, self._result)
 
     def close(self) -> None:
         self._discard_spools()
@@ -171,34 +174,34 @@ def result_key(job: Job, status: int) -> str:
     return f"{OUTBOX if status_class(status) == 'ok' else ERRORS}/{job.model or '_unknown'}/{job.result_name}.json"
 
 
-def deliver(job: Job, outcome: Outcome, *, model: str, version: str, settings: Settings) -> dict[str, Any]:
+def deliver(job: Job, result: JobResult, *, model: str, version: str, settings: Settings) -> dict[str, Any]:
     """Write the job's one result (or error) to the data bucket, then reply; the job's summary."""
     if not settings.data_bucket:
         raise RetryableJobError("MODELFN_DATA_BUCKET is not set, so results have nowhere to go; deploy with the modelfn "
                                 "template (or set it for local runs)")
-    key = result_key(job, outcome.status)
+    key = result_key(job, result.status)
     duration_ms = round((time.time() - job.started) * 1000, 1)
     metadata = {
         "model": model, "version": version, "request-id": job.request_id, "duration-ms": str(duration_ms),
-        "status": str(outcome.status), "items": str(outcome.items), "source": job.source[:512], "trigger": job.trigger,
+        "status": str(result.status), "items": str(result.items), "source": job.source[:512], "trigger": job.trigger,
     }
     if job.tenant:
         metadata["tenant"] = job.tenant
-    if outcome.path:
-        _s3_upload(settings.data_bucket, key, outcome.path, metadata)
+    if result.path:
+        _s3_upload(settings.data_bucket, key, result.path, metadata)
     else:
-        document = dict(outcome.document or {})
-        if status_class(outcome.status) != "ok":
-            document.update(status=outcome.status, input=job.source, model=job.model, request_id=job.request_id)
+        document = dict(result.document or {})
+        if status_class(result.status) != "ok":
+            document.update(status=result.status, input=job.source, model=job.model, request_id=job.request_id)
         _s3_upload(settings.data_bucket, key, _json(document).encode(), metadata)
-    summary = {"status": outcome.status, "output": f"s3://{settings.data_bucket}/{key}", "model": model, "version": version,
-               "items": outcome.items, "source": job.source, "request_id": job.request_id}
-    if status_class(outcome.status) != "ok":
-        summary["error"] = (outcome.document or {}).get("error", "")
+    summary = {"status": result.status, "output": f"s3://{settings.data_bucket}/{key}", "model": model, "version": version,
+               "items": result.items, "source": job.source, "request_id": job.request_id}
+    if status_class(result.status) != "ok":
+        summary["error"] = (result.document or {}).get("error", "")
     if job.reply_to:
         reply = dict(summary)
-        if status_class(outcome.status) == "ok" and outcome.body_size() <= REPLY_INLINE_LIMIT:
-            reply["result"] = outcome.load()
+        if status_class(result.status) == "ok" and result.body_size() <= REPLY_INLINE_LIMIT:
+            reply["result"] = result.load()
         _sqs_send(job.reply_to, _json(reply))
     return summary
 
