@@ -18,6 +18,30 @@ PLANS = "usage_plans:\n  - name: free\n    rate_limit: 1\n    burst_limit: 1\n"
 MODEL = "models:\n  - name: digits\n    version: '1'\n"
 
 
+@dataclass(frozen=True)
+class Auth:
+    """A stand-in for a future ``auth:`` section (one mapping)."""
+
+    mode: str = setting("iam", choices=("iam", "jwt"))
+    issuer: str = ""
+
+    @property
+    def where(self) -> str:
+        return "auth"
+
+
+@dataclass(frozen=True)
+class Root:
+    """A catalog with that section: one more field."""
+
+    models: list[ModelEntry] = setting(factory=list)
+    auth: Auth | None = None
+
+    @property
+    def where(self) -> str:
+        return "catalog"
+
+
 def read(tmp_path, text: str) -> Catalog:
     path = tmp_path / "catalog.yaml"
     path.write_text(text)
@@ -140,6 +164,19 @@ def test_a_new_field_is_a_known_typed_key_at_once():
         read_record(Entry, {"name": "digits", "acelerator": "gpu"}, "catalog entry 'digits'")
     with pytest.raises(CatalogError, match="accelerator must be one of cpu, gpu"):
         read_record(Entry, {"name": "digits", "accelerator": "tpu"}, "catalog entry 'digits'")
+
+
+def test_a_new_section_is_one_field():
+    """What adding an `auth:` section will be: a record and one field on the catalog, its keys checked the same way."""
+
+    assert read_record(Root, {"auth": {"mode": "jwt"}}, "catalog c.yaml").auth == Auth("jwt")
+    assert read_record(Root, {"auth": None}, "catalog c.yaml").auth is None
+    with pytest.raises(CatalogError, match="catalog c.yaml: section 'auth': unknown key 'isuer'; did you mean 'issuer'"):
+        read_record(Root, {"auth": {"isuer": "x"}}, "catalog c.yaml")
+    with pytest.raises(CatalogError, match="section 'auth': must be a mapping of keys"):
+        read_record(Root, {"auth": "jwt"}, "catalog c.yaml")
+    with pytest.raises(CatalogError, match="mode must be one of iam, jwt"):
+        read_record(Root, {"auth": {"mode": "basic"}}, "catalog c.yaml")
 
 
 def test_the_catalog_documents_every_key():

@@ -17,6 +17,16 @@ One module per job, imported bottom-up (nothing imports a module above it):
     readiness   the catch-all's probe of the model functions
     render      the template from all of the above; dump, render, drift
 
+Adding a model key (e.g. ``accelerator: gpu``): one field on ``ModelEntry`` (``schema``), typed, with its default and
+``setting(between=..., choices=...)``; rules that relate it to other keys in ``ModelEntry.validate``; one line in
+infra/catalog.yaml's comments (a test checks every key is documented). It is then a known, type-checked key. Its
+resources go in the module of their job, or in a new module (``accelerators``: capacity provider, ``AcceleratorConfig``)
+whose ``(template, catalog)`` step joins ``render.PASSES``.
+
+Adding a section (e.g. ``auth:``): a record dataclass in ``schema`` (fields, ``where``, ``validate``), one field on
+``Catalog`` (``auth: AuthSection | None = None``; ``list[...]`` for a list of named entries), and a new module
+(``auth``) whose step joins ``render.PASSES``. ``Catalog.read`` reads and checks it with no other change.
+
 Example:
     >>> catalog = Catalog.read("infra/catalog.yaml")                 # doctest: +SKIP
     >>> render_template(catalog)["Resources"]["DigitsFunction"]["Type"]  # doctest: +SKIP

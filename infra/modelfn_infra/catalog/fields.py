@@ -9,6 +9,9 @@ value rule to a field (a range, a set of choices) and, where the YAML key differ
 * a missing required key;
 * a value of the wrong type (``memory_mb: "big"``) or outside its rule.
 
+A field typed ``list[Record]`` is a section of entries (``models:``), read entry by entry, each name once; a field
+typed ``Record`` or ``Record | None`` is a section that is one mapping (``auth:``), read the same way.
+
 A record's class names itself in messages with ``LABEL`` (``catalog entry``) and, for duplicates, ``NOUN`` (``model``).
 
 Example:
@@ -140,6 +143,8 @@ def _value(item: Field, hint: Any, raw: Any, where: str) -> Any:
         return raw
     if raw is None:
         return item.default_factory() if item.default_factory is not MISSING else item.default
+    if typing.get_origin(hint) is not list:  # a section that is one mapping (e.g. auth:)
+        return read_record(entry_cls, raw, f"{where}: section {yaml_key(item)!r}")
     if not isinstance(raw, list):
         raise CatalogError(f"{where}: {yaml_key(item)} must be a list of entries (- name: ...), not {_shown(raw)}")
     entries = [read_record(entry_cls, entry, _entry_where(entry_cls, entry, index)) for index, entry in enumerate(raw)]
@@ -168,11 +173,13 @@ def _required(item: Field) -> bool:
 
 
 def _record_type(hint: Any) -> type | None:
-    """``X`` for a field typed ``list[X]`` where X is a dataclass (a section of records), else None."""
+    """``X`` for a field typed ``list[X]``, ``X`` or ``X | None`` where X is a dataclass (a section), else None."""
     if typing.get_origin(hint) is list:
         (inner,) = typing.get_args(hint) or (None,)
-        if dataclasses.is_dataclass(inner):
-            return inner
+        return inner if dataclasses.is_dataclass(inner) else None
+    allowed, _ = _parts(hint)
+    if len(allowed) == 1 and isinstance(allowed[0], type) and dataclasses.is_dataclass(allowed[0]):
+        return allowed[0]
     return None
 
 
