@@ -41,7 +41,7 @@ import yaml
 from modelfn_runtime import environment as names
 
 from .catalog import IMAGE_DOCKERFILE as DOCKERFILE
-from .catalog import LAMBDA_RUNTIME, LAYER_CODE
+from .catalog import LAMBDA_RUNTIME, LAYER_CODE, ids
 
 MB = 1024 * 1024
 ZIPPED_LIMIT = 50 * MB
@@ -195,7 +195,7 @@ def build(
         code_uri = properties.get("CodeUri", function_globals.get("CodeUri"))
         if not isinstance(code_uri, str):
             raise BuildError(f"{logical_id}: CodeUri must be a local directory to build, not {code_uri!r}")
-        code_name = "InferenceCode" + "".join(part.capitalize() for part in architecture.split("_"))
+        code_name = ids.logical_id(architecture, prefix="InferenceCode")
         if code_name not in artifacts:
             log(f"building function code {code_name} ({architecture}) from {code_uri}")
             artifacts[code_name] = _build_code(pip, sources / code_uri, build_dir / code_name, architecture, python_version)

@@ -23,6 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from modelfn_runtime import environment as names  # names only: no dependencies
+
 from .tenants import DEFAULT_LOCAL_TENANTS  # a light module: boto3 is imported only when a command runs
 
 DEFAULT_CATALOG = "infra/catalog.yaml"
@@ -194,7 +196,7 @@ def _add_release_parsers(commands) -> None:
     build = commands.add_parser("build", help="build lean, size-checked artifacts for python3.12 (no python3.12 needed)")
     build.add_argument("-t", "--template", default=DEFAULT_TEMPLATE)
     build.add_argument("-b", "--build-dir", default=".aws-sam/build", help="where sam package/deploy look (default)")
-    build.add_argument("--model-store", help="bake models from this store into Image functions (else they read MODEL_URI)")
+    build.add_argument("--model-store", help=f"bake models from this store into Image functions (else they read {names.MODEL_URI})")
     build.add_argument("--base-image", help="replace the Dockerfile's Lambda base image (Image functions)")
     build.set_defaults(func=_build)
 
@@ -258,7 +260,7 @@ def _add_billing_parsers(commands) -> None:
         action.add_argument("-t", "--template", default=DEFAULT_TEMPLATE, help="template whose usage plans the local API uses")
 
     def table(action: argparse.ArgumentParser) -> None:
-        action.add_argument("--table", help="usage table (default: $MODELFN_USAGE_TABLE, else <stack>-usage)")
+        action.add_argument("--table", help=f"usage table (default: ${names.USAGE_TABLE}, else <stack>-usage)")
         action.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     tenants = commands.add_parser("tenants", help="create, list and revoke tenants (API keys on usage plans)")

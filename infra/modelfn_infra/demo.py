@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modelfn_runtime import environment as names
+
 from .catalog import API_KEY_HEADER
 from .tenants import DEFAULT_LOCAL_TENANTS
 
@@ -217,7 +219,7 @@ def show_bill(tenants_file: Path, expected: dict[str, int]) -> bool:
 def how_to(model_dir: Path, tenant, tenants_file: Path) -> None:
     env_file = tenants_file.parent / "env.json"
     env_file.parent.mkdir(parents=True, exist_ok=True)
-    env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(model_dir.resolve())}}))
+    env_file.write_text(json.dumps({"DigitsFunction": {names.MODEL_URI: str(model_dir.resolve())}}))
     print("  try it yourself with the demo tenant's key:")
     print(f"    .venv/bin/modelfn local start-api --env-vars {env_file} --parameter-overrides ModelBucket=unused")
     print(f"    python3 -c 'import json; print(json.dumps({{\"instances\": [[0.0] * 64]}}))' | curl -s -H 'x-api-key: {tenant.key}' \\")

@@ -35,6 +35,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from modelfn_runtime import environment as names
+
 from .local.sandbox import _children
 
 PATH = "/v2/models/digits/infer"
@@ -193,7 +195,7 @@ def run(*, requests: int, clients: int, fault_requests: int, model_dir: Path | N
     with tempfile.TemporaryDirectory(prefix="modelfn-load-") as scratch:
         model_dir = model_dir or export_digits(Path(scratch) / "store")
         log = open(os.devnull, "w")
-        env = {"DigitsFunction": {"MODEL_URI": str(model_dir)}}
+        env = {"DigitsFunction": {names.MODEL_URI: str(model_dir)}}
         with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"}, log_stream=log,
                       max_sandboxes=clients) as app:
             # the serving path is measured: key checks and plan throttling are API Gateway's (tests/local/test_api_keys.py)

@@ -62,7 +62,7 @@ def test_model_functions_may_only_update_the_usage_table():
         ("- name: free\n    rate_limit: 1\n    burst_limit: 0", "burst_limit must be a positive integer"),
         ("- name: free\n    rate_limit: 1\n    burst_limit: 1\n    quota: 0", "quota must be a positive integer"),
         ("- name: free\n    rate_limit: 1\n    burst_limit: 1\n    quota_period: YEAR", "quota_period must be one of"),
-        ("- name: free\n    rate_limit: 1\n    burst_limit: 1\n    price: 3", "unexpected keyword argument 'price'"),
+        ("- name: free\n    rate_limit: 1\n    burst_limit: 1\n    price: 3", "unknown key 'price'; known keys: name, rate_limit"),
         ("- name: free\n    rate_limit: 1\n    burst_limit: 1\n  - name: free\n    rate_limit: 2\n    burst_limit: 2", "appear twice"),
     ],
 )

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from modelfn_infra.catalog import Catalog, CatalogError, ModelEntry, render_template
-from modelfn_infra.events import DATA_BUCKET_NAME
+from modelfn_infra.catalog.events import DATA_BUCKET_NAME
 
 from ..conftest import REPO
 

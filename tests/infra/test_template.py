@@ -64,7 +64,7 @@ def test_adding_a_model_is_one_catalog_entry(tmp_path):
         ("- name: digits\n    version: 'v1'", "version must be a positive integer"),
         ("- name: digits\n    version: '1'\n    memory_mb: 64", "memory_mb must be between 128 and 10240"),
         ("- name: digits\n    version: '1'\n    architecture: ppc", "architecture must be one of"),
-        ("- name: digits\n    version: '1'\n    gpu: true", "unexpected keyword argument 'gpu'"),
+        ("- name: digits\n    version: '1'\n    gpu: true", "unknown key 'gpu'; known keys: name, version, memory_mb"),
         ("- name: digits\n    version: '1'\n  - name: digits\n    version: '2'", "appear twice"),
     ],
 )

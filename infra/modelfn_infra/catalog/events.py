@@ -20,13 +20,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelfn_runtime import environment as names
 from modelfn_runtime.jobs import ERRORS, INBOX, OUTBOX, REQUESTS
 
-if TYPE_CHECKING:
-    from .catalog import ModelEntry
+from .schema import ModelEntry
 
 DATA_BUCKET_NAME: dict[str, Any] = {
     "Fn::Join": ["-", ["modelfn-data", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]
@@ -79,8 +78,7 @@ def shared_resources() -> dict[str, Any]:
 
 def add_model_events(resources: dict[str, Any], entry: ModelEntry) -> None:
     """Queues and event sources of one model's function (already in ``resources``), and its policies."""
-    base = entry.logical_id.removesuffix("Function")
-    queue, dlq, results = f"{base}Queue", f"{base}DeadLetterQueue", f"{base}AsyncResultsQueue"
+    queue, dlq, results = entry.resource_id("Queue"), entry.resource_id("DeadLetterQueue"), entry.resource_id("AsyncResultsQueue")
     resources[dlq] = _queue({"MessageRetentionPeriod": DLQ_RETENTION_S})
     resources[results] = _queue({})
     resources[queue] = _queue({
@@ -129,9 +127,9 @@ def outputs(entries: list[ModelEntry]) -> dict[str, Any]:
         "DataBucketName": {"Description": "Bucket of event-triggered work: inbox/, requests/, outbox/, errors/.", "Value": {"Ref": "DataBucket"}},
     }
     for entry in entries:
-        base = entry.logical_id.removesuffix("Function")
-        result[f"{base}QueueUrl"] = {"Description": f"Send {entry.name} requests here (docs/events.md).", "Value": {"Ref": f"{base}Queue"}}
-        result[f"{base}DeadLetterQueueUrl"] = {"Description": f"Failed {entry.name} events end here.", "Value": {"Ref": f"{base}DeadLetterQueue"}}
+        queue, dlq = entry.resource_id("Queue"), entry.resource_id("DeadLetterQueue")
+        result[f"{queue}Url"] = {"Description": f"Send {entry.name} requests here (docs/events.md).", "Value": {"Ref": queue}}
+        result[f"{dlq}Url"] = {"Description": f"Failed {entry.name} events end here.", "Value": {"Ref": dlq}}
     return result
 
 

@@ -1,0 +1,97 @@
+"""The REST API: its resource, its generic gateway responses, and every route path the template gives a function.
+
+This is the one module of the renderer that spells the API's paths (OIP v2, TF Serving, server and health): when
+the runtime's protocols expose their routes, they replace the literals here and nowhere else.
+
+Example:
+    >>> sorted(model_routes(ModelEntry("digits", "1")))
+    ['Metadata', 'Predict', 'Protocol', 'Status', 'Versions']
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from . import ids
+from .protection import api_protection
+from .schema import ModelEntry
+
+ERROR_TEMPLATE = '{"error": $context.error.messageString}'  # messageString is already a quoted JSON string
+OPEN_EVENTS = ("Server", "Health", "Root")
+"""ServerFunction's liveness, readiness, server metadata and the playground page (a browser cannot send a key to load
+it; the page sends the key the user types to the model routes) need no key; their HEAD twins neither."""
+
+
+def rest_api() -> dict[str, Any]:
+    """The regional REST API: binary bodies both ways, JSON errors, throttled stage with access logs."""
+
+    def error_response(status: str) -> dict[str, Any]:
+        return {"StatusCode": status, "ResponseTemplates": {"application/json": ERROR_TEMPLATE}}
+
+    return {
+        "Type": "AWS::Serverless::Api",
+        "Properties": {
+            "Name": {"Fn::Sub": "${AWS::StackName}-models"},
+            "StageName": {"Ref": "StageName"},
+            "EndpointConfiguration": {"Type": "REGIONAL"},
+            "TracingEnabled": True,
+            # Every body travels base64 between API Gateway and Lambda, so binary tensors survive both ways.
+            "BinaryMediaTypes": ["*~1*"],
+            "GatewayResponses": {
+                "DEFAULT_4XX": {"ResponseTemplates": {"application/json": ERROR_TEMPLATE}},
+                "DEFAULT_5XX": {"ResponseTemplates": {"application/json": ERROR_TEMPLATE}},
+                "REQUEST_TOO_LARGE": error_response("413"),
+                "MISSING_AUTHENTICATION_TOKEN": error_response("404"),
+            },
+            **api_protection(),
+        },
+        "DependsOn": "ApiGatewayAccount",  # access logs need the region's API Gateway CloudWatch role first
+    }
+
+
+def route(path: str, method: str = "ANY") -> dict[str, Any]:
+    """One API event of a function: ``path`` and ``method`` on the REST API."""
+    return {"Type": "Api", "Properties": {"RestApiId": {"Ref": ids.API}, "Path": path, "Method": method}}
+
+
+def server_routes() -> dict[str, Any]:
+    """The catch-all function's routes: server metadata, health, the playground (``/``) and every other path."""
+    return {
+        "Server": route("/v2", "GET"),
+        "Health": route("/v2/health/{proxy+}", "GET"),
+        "CatchAll": route("/{proxy+}"),
+        "Root": route("/"),
+    }
+
+
+def model_routes(entry: ModelEntry) -> dict[str, Any]:
+    """A model function's routes: OIP v2 under ``/v2/models/<name>``, TF Serving under ``/v1/models/<name>``."""
+    base_v2, base_v1 = f"/v2/models/{entry.name}", f"/v1/models/{entry.name}"
+    return {
+        "Metadata": route(base_v2, "GET"),
+        "Protocol": route(f"{base_v2}/{{proxy+}}"),
+        "Status": route(base_v1, "GET"),
+        "Predict": route(f"{base_v1}:predict", "POST"),
+        "Versions": route(f"{base_v1}/{{proxy+}}"),
+    }
+
+
+def add_head_routes(resources: dict[str, Any]) -> None:
+    """API Gateway answers HEAD only where a method says so: give every GET route its HEAD twin."""
+    for resource in resources.values():
+        routes = resource.get("Properties", {}).get("Events", {})
+        for name, event in list(routes.items()):
+            if event["Type"] == "Api" and event["Properties"]["Method"] == "GET":
+                twin = copy.deepcopy(event)  # no shared dicts: they would render as YAML anchors
+                twin["Properties"]["Method"] = "HEAD"
+                routes[f"{name}Head"] = twin
+
+
+def outputs() -> dict[str, Any]:
+    return {
+        "ApiUrl": {
+            "Description": "Base URL of the inference API (append /v2/... or /v1/...).",
+            "Value": {"Fn::Sub": "https://${ModelApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}/"},
+        },
+    }

@@ -1,0 +1,121 @@
+"""Usage: what billing is made of. API keys on every model route, one API Gateway usage plan per catalog plan
+(throttling and quota per key), the usage table, and each model function's meter (its IAM and environment).
+
+Example:
+    >>> GATEWAY_ERRORS["THROTTLED"][0]
+    429
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelfn_runtime import environment as names
+
+from . import ids
+from .api import OPEN_EVENTS
+from .schema import Catalog, UsagePlanEntry
+
+PLAN_TAG = "modelfn:plan"
+USAGE_TABLE = ids.USAGE_TABLE
+API_KEY_HEADER = "x-api-key"
+# API Gateway's own answers for refused keys, throttling and quotas: (status, its message, our hint).
+# The template renders "$context.error.message: hint"; the local API answers the same text.
+GATEWAY_ERRORS = {
+    "INVALID_API_KEY": (403, "Forbidden", f"missing or invalid API key: send the key you were given in the {API_KEY_HEADER} "
+                                          "header (an operator creates one with `modelfn tenants create NAME --plan PLAN`)"),
+    "THROTTLED": (429, "Too Many Requests", "your plan's rate limit was exceeded; retry after a short, growing wait"),
+    "QUOTA_EXCEEDED": (429, "Limit Exceeded", "your plan's request quota for this period is used up; wait for the next "
+                                              "period or ask the operator for a larger plan"),
+}
+
+
+def add_billing(template: dict[str, Any], catalog: Catalog) -> None:
+    """API keys on every model route, one usage plan per tier, the usage table and the meter's IAM and env."""
+    resources = template["Resources"]
+    _require_api_keys(resources)
+    for plan in catalog.plans:
+        resources[plan.logical_id] = _usage_plan(plan)
+    resources[USAGE_TABLE] = usage_table_resource()
+    for entry in catalog.models:
+        _meter_usage(resources[entry.logical_id]["Properties"])
+    template["Outputs"]["UsageTableName"] = {
+        "Description": "DynamoDB table of per-tenant usage (read by `modelfn usage` and `modelfn bill`).",
+        "Value": {"Ref": USAGE_TABLE},
+    }
+
+
+def _require_api_keys(resources: dict[str, Any]) -> None:
+    api = resources[ids.API]["Properties"]
+    api["Auth"] = {"ApiKeyRequired": True}
+    for response_type, (status, _, hint) in GATEWAY_ERRORS.items():
+        api["GatewayResponses"][response_type] = {
+            "StatusCode": str(status),
+            "ResponseTemplates": {"application/json": json.dumps({"error": f"$context.error.message: {hint}"})},
+        }
+    events = resources[ids.SERVER_FUNCTION]["Properties"]["Events"]
+    for name in OPEN_EVENTS:
+        for event in (name, f"{name}Head"):
+            if event in events:
+                events[event]["Properties"]["Auth"] = {"ApiKeyRequired": False}
+
+
+def _usage_plan(plan: UsagePlanEntry) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "UsagePlanName": {"Fn::Sub": f"${{AWS::StackName}}-{plan.name}"},
+        "Description": plan.description or f"modelfn plan {plan.name}",
+        # ModelApi.Stage makes CloudFormation create the stage before the plan that names it
+        "ApiStages": [{"ApiId": {"Ref": ids.API}, "Stage": {"Ref": f"{ids.API}.Stage"}}],
+        "Throttle": {"RateLimit": plan.rate_limit, "BurstLimit": plan.burst_limit},
+        "Tags": [{"Key": PLAN_TAG, "Value": plan.name}],
+    }
+    if plan.quota is not None:
+        properties["Quota"] = {"Limit": plan.quota, "Period": plan.quota_period}
+    return {"Type": "AWS::ApiGateway::UsagePlan", "Properties": properties}
+
+
+def usage_table_resource() -> dict[str, Any]:
+    """The usage table the meter writes (``modelfn_runtime.usage``) and billing reads; also created by ``make demo``."""
+    from modelfn_runtime.usage import MONTH_INDEX
+
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",  # usage is what bills are made from: never dropped with the stack
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": {"Fn::Sub": "${AWS::StackName}-usage"},
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": name, "AttributeType": "S"} for name in ("tenant", "usage_key", "month")
+            ],
+            "KeySchema": [{"AttributeName": "tenant", "KeyType": "HASH"}, {"AttributeName": "usage_key", "KeyType": "RANGE"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": MONTH_INDEX,
+                    "KeySchema": [{"AttributeName": "month", "KeyType": "HASH"}, {"AttributeName": "usage_key", "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    }
+
+
+def _meter_usage(function: dict[str, Any]) -> None:
+    from modelfn_runtime.usage import DEFAULT_TIMEOUT_S
+
+    function["Environment"]["Variables"][names.USAGE_TABLE] = {"Ref": USAGE_TABLE}
+    function["Environment"]["Variables"][names.USAGE_TIMEOUT_S] = str(DEFAULT_TIMEOUT_S)
+    statement = {
+        "Sid": "MeterUsage",
+        "Effect": "Allow",
+        "Action": ["dynamodb:UpdateItem"],  # the meter's only call: ADD counters, one item per aggregate
+        "Resource": {"Fn::GetAtt": [USAGE_TABLE, "Arn"]},
+    }
+    inline = [policy for policy in function["Policies"] if isinstance(policy, dict) and "Statement" in policy]
+    if inline:  # one inline policy per function: join the statements already there
+        inline[0]["Statement"].append(statement)
+    else:
+        function["Policies"].append({"Version": "2012-10-17", "Statement": [statement]})
