@@ -1,7 +1,7 @@
-"""The REST API: its resource, its generic gateway responses, and every route path the template gives a function.
+"""The REST API: its resource, its generic gateway responses, and the API events of every function.
 
-This is the one module of the renderer that spells the API's paths (OIP v2, TF Serving, server and health): when
-the runtime's protocols expose their routes, they replace the literals here and nowhere else.
+The paths are not spelled here: they come from the runtime's protocols (``modelfn_runtime.protocols.gateway``),
+the same definitions the functions route with and ``/openapi.json`` documents.
 
 Example:
     >>> sorted(model_routes(ModelEntry("digits", "1")))
@@ -13,12 +13,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from modelfn_runtime.protocols.gateway import model_function_routes, server_function_routes
+
 from . import ids
 from .protection import api_protection
 from .schema import ModelEntry
 
 ERROR_TEMPLATE = '{"error": $context.error.messageString}'  # messageString is already a quoted JSON string
-OPEN_EVENTS = ("Server", "Health", "Root")
+OPEN_EVENTS = tuple(r.event for r in server_function_routes() if r.open)
 """ServerFunction's liveness, readiness, server metadata and the playground page (a browser cannot send a key to load
 it; the page sends the key the user types to the model routes) need no key; their HEAD twins neither."""
 
@@ -57,24 +59,12 @@ def route(path: str, method: str = "ANY") -> dict[str, Any]:
 
 def server_routes() -> dict[str, Any]:
     """The catch-all function's routes: server metadata, health, the playground (``/``) and every other path."""
-    return {
-        "Server": route("/v2", "GET"),
-        "Health": route("/v2/health/{proxy+}", "GET"),
-        "CatchAll": route("/{proxy+}"),
-        "Root": route("/"),
-    }
+    return {r.event: route(r.path, r.method) for r in server_function_routes()}
 
 
 def model_routes(entry: ModelEntry) -> dict[str, Any]:
     """A model function's routes: OIP v2 under ``/v2/models/<name>``, TF Serving under ``/v1/models/<name>``."""
-    base_v2, base_v1 = f"/v2/models/{entry.name}", f"/v1/models/{entry.name}"
-    return {
-        "Metadata": route(base_v2, "GET"),
-        "Protocol": route(f"{base_v2}/{{proxy+}}"),
-        "Status": route(base_v1, "GET"),
-        "Predict": route(f"{base_v1}:predict", "POST"),
-        "Versions": route(f"{base_v1}/{{proxy+}}"),
-    }
+    return {r.event: route(r.path, r.method) for r in model_function_routes(entry.name)}
 
 
 def add_head_routes(resources: dict[str, Any]) -> None:

@@ -18,8 +18,8 @@ from typing import ClassVar
 
 import yaml
 
-from modelfn_runtime.limits import DEFAULT_MAX_BATCH_SIZE
 from modelfn_runtime.modelcard import NAME_PATTERN, VERSION_PATTERN
+from modelfn_runtime.validation import DEFAULT_MAX_BATCH_SIZE
 
 from .fields import CatalogError, check_fields, read_record, setting
 from .ids import logical_id
