@@ -32,6 +32,7 @@ import yaml
 from modelfn_runtime.usage import COUNTER_FIELDS, KEY_SEPARATOR, MONTH_INDEX, TRIGGER_PREFIX, UNTENANTED, usage_key
 
 from .capacity import Fleet, FleetCost, ManagedPrices, share_out
+from .money import non_negative
 from .tenants import Tenant
 
 DEFAULT_PRICES = Path("infra/pricing/prices.yaml")
@@ -148,13 +149,7 @@ def months_between(start: date, end: date) -> list[str]:
 
 
 def _decimal(value: Any, where: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except ArithmeticError:
-        raise BillingError(f"{where} must be a number, not {value!r}") from None
-    if not number.is_finite() or number < 0:
-        raise BillingError(f"{where} must be a non-negative number, not {value!r}")
-    return number
+    return non_negative(value, where, BillingError)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from .money import non_negative
+
 DEFAULT_MANAGED_PRICES = Path("infra/pricing/managed_instances.yaml")
 FLEET_TAG = "modelfn:fleet"
 """The tag a capacity provider propagates to its instances (``PropagateTags``), so Cost Explorer can scope them."""
@@ -50,13 +52,7 @@ class CapacityError(ValueError):
 
 
 def _decimal(value: Any, where: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except ArithmeticError:
-        raise CapacityError(f"{where} must be a number, not {value!r}") from None
-    if not number.is_finite() or number < 0:
-        raise CapacityError(f"{where} must be a non-negative number, not {value!r}")
-    return number
+    return non_negative(value, where, CapacityError)
 
 
 @dataclass(frozen=True)

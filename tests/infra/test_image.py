@@ -66,28 +66,11 @@ def test_image_function_answers_sam_local_invoke(engine, digits_store, tmp_path_
     assert built["Environment"]["Variables"]["MODEL_URI"] == "models/digits/1", "the model is baked into the image"
     assert "Layers" not in built and "SnapStart" not in built
 
-    # a local run meters into no deployed table (what `modelfn local` does too): the container has no AWS to reach
-    no_metering = tmp_path / "env.json"
-    no_metering.write_text(json.dumps({"DigitsFunction": {"MODELFN_USAGE_TABLE": ""}}))
-    invoke = subprocess.run(
-        [os.path.join(VENV_BIN, "sam"), "local", "invoke", "DigitsFunction", "-t", str(result.template),
-         "-e", str(REPO / "events" / "rest-infer-json.json"), "--skip-pull-image",
-         "--parameter-overrides", "ModelBucket=unused", "--env-vars", str(no_metering)],
-        env={**engine.env, "SAM_CLI_TELEMETRY": "0"}, capture_output=True, text=True, timeout=600,
-    )
-    assert invoke.returncode == 0, invoke.stdout[-2000:] + invoke.stderr[-3000:]
-    answers = re.findall(r"^\{.*\}$", invoke.stdout, re.M)
-    assert answers, invoke.stdout[-2000:] + invoke.stderr[-3000:]
-    response = json.loads(answers[-1])
+    response, _ = _invoke(engine, tmp_path, result.template)
     assert response["statusCode"] == 200, response
     body = base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"]
     probs = np.asarray(json.loads(body)["outputs"][0]["data"], np.float32)
-
-    event = json.loads((REPO / "events" / "rest-infer-json.json").read_text())
-    request = json.loads(base64.b64decode(event["body"]))
-    pixels = np.asarray(request["inputs"][0]["data"], np.float32).reshape(1, 64)
-    session = ort.InferenceSession(str(digits_store / "digits" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(probs, session.run(None, {"pixels": pixels})[0].reshape(-1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probs, _cpu_reference(digits_store), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -135,6 +118,8 @@ def test_gpu_image_serves_on_cpu_without_a_gpu_and_says_so(engine, digits_store,
 
 
 def _invoke(engine, tmp_path, template) -> tuple[dict, str]:
+    """The real `sam local invoke` of DigitsFunction with a REST event: its answer and the container's log."""
+    # a local run meters into no deployed table (what `modelfn local` does too): the container has no AWS to reach
     no_metering = tmp_path / "env.json"
     no_metering.write_text(json.dumps({"DigitsFunction": {"MODELFN_USAGE_TABLE": ""}}))
     invoke = subprocess.run(

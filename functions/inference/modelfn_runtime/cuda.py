@@ -3,7 +3,8 @@
 The GPU image (Dockerfile.gpu) carries onnxruntime-gpu in /opt/python and, beside it, the CUDA 13 + cuDNN 9
 runtime libraries of the nvidia-* wheels (/opt/python/nvidia/cu13/lib, /opt/python/nvidia/cudnn/lib). They have
 no RPATH that onnxruntime's CUDA provider could follow and the Lambda base image has no system CUDA, so
-``onnxruntime.preload_dlls()`` loads them by path before any session opens; the provider then finds
+``onnxruntime.preload_dlls()`` loads them by path before any session opens (from beside onnxruntime, else from
+wherever ``sys.path`` has them); the provider then finds
 libcublasLt.so.13, libcudnn.so.9 and the rest already loaded. ``session.py`` imports this module, so this
 happens once per process at init (on Lambda Managed Instances every concurrent request has its own process).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +54,18 @@ def loaded_nvidia_libraries() -> list[str]:
     return sorted({line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/nvidia/" in line and ".so" in line})
 
 
+def nvidia_libraries() -> Path | None:
+    """The ``nvidia/`` directory of the nvidia-* wheels for this onnxruntime-gpu's CUDA major version: beside
+    onnxruntime (the GPU image), else anywhere on ``sys.path`` (an environment that installed them elsewhere)."""
+    from onnxruntime.capi.build_and_package_info import cuda_version
+
+    major = str(cuda_version).split(".")[0]
+    for site in (Path(ort.__file__).resolve().parent.parent, *map(Path, sys.path)):
+        if (site / "nvidia" / f"cu{major}" / "lib").is_dir():
+            return site / "nvidia" / f"cu{major}" / "lib"
+    return None
+
+
 def preload() -> dict:
     """Load the nvidia-* wheels' CUDA libraries for onnxruntime-gpu (when both are installed) and log the outcome."""
     report: dict = {"device": ort.get_device()}
@@ -60,13 +74,16 @@ def preload() -> dict:
     from .providers import cuda_device_count
 
     started = time.perf_counter()
-    site = Path(ort.__file__).resolve().parent.parent
+    cuda_lib = nvidia_libraries()
     report.update(onnxruntime=ort.__version__, cuda_libraries="absent", loaded=[])
-    if list(site.glob("nvidia/*/lib/*.so*")):
+    if cuda_lib is not None:
+        cudnn_lib = cuda_lib.parent.parent / "cudnn" / "lib"
         output = io.StringIO()
         with contextlib.redirect_stdout(output):  # preload_dlls prints its failures; they belong in the one log line
-            ort.preload_dlls(directory="")  # "": the nvidia site packages first, then the default search path
-        report.update(cuda_libraries=str(site / "nvidia"), loaded=loaded_nvidia_libraries(),
+            ort.preload_dlls(cuda=True, cudnn=False, msvc=False, directory=str(cuda_lib))
+            if cudnn_lib.is_dir():
+                ort.preload_dlls(cuda=False, cudnn=True, msvc=False, directory=str(cudnn_lib))
+        report.update(cuda_libraries=str(cuda_lib.parent.parent), loaded=loaded_nvidia_libraries(),
                       preload_output=output.getvalue().strip()[-600:])
     report.update(cuda_driver=driver_cuda_version(), cuda_devices=cuda_device_count(),
                   preload_ms=round((time.perf_counter() - started) * 1000, 1))
