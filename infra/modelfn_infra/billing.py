@@ -31,6 +31,8 @@ import yaml
 
 from modelfn_runtime.usage import COUNTER_FIELDS, KEY_SEPARATOR, MONTH_INDEX, TRIGGER_PREFIX, UNTENANTED, usage_key
 
+from .capacity import Fleet, FleetCost, ManagedPrices, share_out
+from .money import non_negative
 from .tenants import Tenant
 
 DEFAULT_PRICES = Path("infra/pricing/prices.yaml")
@@ -147,13 +149,7 @@ def months_between(start: date, end: date) -> list[str]:
 
 
 def _decimal(value: Any, where: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except ArithmeticError:
-        raise BillingError(f"{where} must be a number, not {value!r}") from None
-    if not number.is_finite() or number < 0:
-        raise BillingError(f"{where} must be a non-negative number, not {value!r}")
-    return number
+    return non_negative(value, where, BillingError)
 
 
 @dataclass(frozen=True)
@@ -232,11 +228,30 @@ class AwsCosts:
         """AWS cost of one usage row: Lambda requests and GB-seconds, the meter's write, each trigger's requests."""
         if row.architecture not in self.gb_second:
             raise BillingError(f"no GB-second price for architecture {row.architecture!r}; add it to gb_second in the cost model")
-        total = row.gb_seconds * self.gb_second[row.architecture]
-        total += row.requests * sum((self.units[u] * n for u, n in self.per_request.items()), Decimal(0))
+        return row.gb_seconds * self.gb_second[row.architecture] + self.request_cost(row)
+
+    def request_cost(self, row: UsageRow, lambda_request: Decimal | None = None) -> Decimal:
+        """Everything but compute: Lambda requests (at ``lambda_request`` when given: Managed Instances' own price),
+        the meter's write, each trigger's requests. A function on Lambda Managed Instances pays this and its share
+        of the fleet's instance time instead of GB-seconds."""
+        units = {**self.units, "lambda_request": lambda_request} if lambda_request is not None else self.units
+        total = row.requests * sum((units[u] * n for u, n in self.per_request.items()), Decimal(0))
         for trigger, count in row.by_trigger.items():
-            total += count * sum((self.units[u] * n for u, n in self.per_trigger.get(trigger, {}).items()), Decimal(0))
+            total += count * sum((units[u] * n for u, n in self.per_trigger.get(trigger, {}).items()), Decimal(0))
         return total
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The month's Lambda Managed Instances: which models run on which fleet, and what each fleet's instances cost
+    (see capacity.py). Their rows are priced by instance time instead of GB-seconds."""
+
+    fleets: tuple[Fleet, ...]
+    costs: tuple[FleetCost, ...]
+    prices: ManagedPrices
+
+    def fleet_of(self, model: str) -> Fleet | None:
+        return next((fleet for fleet in self.fleets if model in fleet.models), None)
 
 
 @dataclass
@@ -252,6 +267,8 @@ class BillLine:
     gb_seconds: Decimal = Decimal(0)
     aws_cost: Decimal = Decimal(0)
     price: Decimal = Decimal(0)
+    instance_cost: Decimal = Decimal(0)
+    """The part of ``aws_cost`` that is this line's share of a Managed Instances fleet (0 for Lambda functions)."""
 
     @property
     def margin(self) -> Decimal:
@@ -263,6 +280,7 @@ class Bill:
     month: str
     currency: str
     lines: list[BillLine]
+    capacity: list[FleetCost] = field(default_factory=list)
 
     def due(self) -> dict[str, Decimal]:
         """Amount due per tenant, rounded to cents."""
@@ -285,12 +303,14 @@ def make_bill(
     tenants: Mapping[str, Tenant],
     prices: PriceTable,
     costs: AwsCosts,
+    capacity: Capacity | None = None,
 ) -> Bill:
     """One line per tenant and model for ``month`` (rows of other months are ignored).
 
     ``tenants`` maps tenant ids (API key ids) and names to tenants (see ``tenant_index``); usage under a
     tenant's name (an S3 prefix, an SQS message's tenant) and under its key id is one tenant; a metered tenant that is neither
-    is billed at ``unknown_tenant_plan``; untenanted work (``-``) is listed at price 0.
+    is billed at ``unknown_tenant_plan``; untenanted work (``-``) is listed at price 0. Models on a Lambda
+    Managed Instances fleet (``capacity``) cost their requests plus a share of the fleet's instance time.
     """
     check_month(month)
     by_tenant: dict[str, list[UsageRow]] = defaultdict(list)
@@ -317,11 +337,30 @@ def make_bill(
             line.billable += row.ok - free if plan else 0  # untenanted work is nobody's to pay
             line.items += row.items
             line.gb_seconds += row.gb_seconds
-            line.aws_cost += costs.cost(row)
+            managed = capacity is not None and capacity.fleet_of(row.model) is not None
+            line.aws_cost += costs.request_cost(row, capacity.prices.request) if managed else costs.cost(row)
             if plan:
                 line.price += (row.ok - free) * plan.per_request(row.model) + row.gb_seconds * plan.per_gb_second
         lines += [per_model[model] for model in sorted(per_model)]
-    return Bill(month, prices.currency, lines)
+    if capacity is None:
+        return Bill(month, prices.currency, lines)
+    return _with_capacity(Bill(month, prices.currency, lines, list(capacity.costs)), by_tenant, capacity)
+
+
+def _with_capacity(bill: Bill, by_tenant: dict[str, list[UsageRow]], capacity: Capacity) -> Bill:
+    """Add each fleet's instance cost to its models' lines by metered duration; unused capacity gets its own line."""
+    durations: dict[tuple[str, str], int] = defaultdict(int)
+    for tenant_id, rows in by_tenant.items():
+        for row in rows:
+            durations[(tenant_id, row.model)] += row.billed_ms
+    shares, idle = share_out(capacity.costs, capacity.fleets, durations)
+    for line in bill.lines:
+        share = shares.get((line.tenant_id, line.model), Decimal(0))
+        line.instance_cost += share
+        line.aws_cost += share
+    for fleet, amount in sorted(idle.items()):
+        bill.lines.append(BillLine(UNTENANTED, "(idle capacity)", "-", f"fleet {fleet}", aws_cost=amount, instance_cost=amount))
+    return bill
 
 
 BILL_COLUMNS = ("tenant", "tenant_id", "plan", "model", "requests", "free", "billable", "items", "gb_seconds", "aws_cost", "price", "margin")
@@ -355,6 +394,7 @@ def render_bill(bill: Bill, fmt: str = "table") -> str:
                 "lines": rows,
                 "totals": {k: v for k, v in _cells(bill.totals()).items() if k not in ("tenant", "tenant_id", "plan", "model")},
                 "due": bill.due(),
+                "capacity": [cost.as_json() for cost in bill.capacity],
             },
             indent=2,
             default=str,
@@ -372,7 +412,19 @@ def render_bill(bill: Bill, fmt: str = "table") -> str:
     totals = _cells(bill.totals())
     text = _table([*rows, {**totals, "tenant_id": "", "plan": "", "model": ""}], BILL_COLUMNS, rule_before_last=True)
     due = "\n".join(f"  {tenant:<24} {bill.currency} {amount}" for tenant, amount in sorted(bill.due().items()))
-    return f"bill for {bill.month} ({bill.currency})\n{text}\namount due per tenant (rounded to cents):\n{due}"
+    return f"bill for {bill.month} ({bill.currency})\n{text}\namount due per tenant (rounded to cents):\n{due}{_capacity_text(bill)}"
+
+
+def _capacity_text(bill: Bill) -> str:
+    """The Lambda Managed Instances fleets behind the aws_cost of their models' lines."""
+    if not bill.capacity:
+        return ""
+    rows = [{"fleet": c.fleet, "instance_type": c.instance_type, "instance_hours": c.hours.quantize(Decimal("0.01")),
+             "ec2": c.ec2.quantize(Decimal("0.01")), "fee": c.management_fee.quantize(Decimal("0.01")),
+             "total": c.total.quantize(Decimal("0.01")), "source": c.source} for c in bill.capacity]
+    columns = ("fleet", "instance_type", "instance_hours", "ec2", "fee", "total", "source")
+    return ("\nLambda Managed Instances (instance time, shared by metered duration; in aws_cost above):\n"
+            + _table(rows, columns))
 
 
 USAGE_COLUMNS = ("day", "tenant", "model", "version", "requests", "ok", "client_errors", "server_errors", "items", "gb_seconds", "request_bytes", "response_bytes")

@@ -25,14 +25,11 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +37,11 @@ import yaml
 
 from modelfn_runtime import environment as names
 
-from .catalog import IMAGE_DOCKERFILE as DOCKERFILE
-from .catalog import LAMBDA_RUNTIME, LAYER_CODE, ids
+from .catalog import LAMBDA_RUNTIME, ids
+from .images import IMAGE_LIMIT, ImageBuild, build_image, check_image, flavor_of
+from .installs import REQUIREMENTS, BuildError, build_code, pip_install, platform_args, strip
+
+__all__ = ["BuildError", "BuildResult", "build", "check", "platform_args", "size_report"]
 
 MB = 1024 * 1024
 ZIPPED_LIMIT = 50 * MB
@@ -49,36 +49,10 @@ ZIPPED_LIMIT = 50 * MB
 UNZIPPED_LIMIT = 250 * MB
 """Lambda's limit on a function's code plus all of its layers, unzipped."""
 
-PLATFORMS = {
-    "x86_64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
-    "arm64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
-}
-"""pip platform tags per Lambda architecture, newest first (Amazon Linux 2023 has glibc 2.34). pip does not widen
-an explicit ``--platform`` to older manylinux tags, so wheels tagged only manylinux2014 need theirs listed."""
-
 FORBIDDEN = ("tensorflow", "tensorflow_cpu", "tf2onnx", "onnx", "keras", "tensorboard", "tf_keras")
 """Export-time packages that never belong in a deployed artifact (import names and distribution names)."""
 MODEL_ONLY = ("onnxruntime", "numpy")
 """What only model functions need; the catch-all function must carry neither."""
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "python-dateutil", "urllib3", "six")
-"""Distributions the python3.12 Lambda runtime already ships; bundling them only adds size. (jmespath stays:
-powertools imports it directly, and it is 100 kB.)"""
-STRIP_DIRS = ("tests", "include", "onnxruntime/tools", "onnxruntime/transformers",
-              "onnxruntime/quantization", "__pycache__")
-"""Run-time-dead paths removed from installed wheels (matched as path suffixes of directories)."""
-STRIP_SUFFIXES = (".h", ".hpp", ".pyc", ".pyi", ".pxd")
-STRIP_GLOBS = ("onnxruntime/capi/libonnxruntime.so.*",)
-"""ONNX Runtime's C API library (34 MB): the Python binding links the runtime statically (``readelf -d`` lists no
-libonnxruntime) and no Python module loads it; it serves C/C++ consumers only."""
-
-FUNCTION_SOURCES = ("app.py", "modelfn_runtime")
-REQUIREMENTS = "requirements.txt"
-
-
-class BuildError(RuntimeError):
-    """The build cannot produce a deployable artifact; the message names the artifact and the fix."""
-
-
 @dataclass
 class Artifact:
     """One directory that becomes one Lambda .zip (function code or a layer)."""
@@ -110,6 +84,7 @@ class BuildResult:
     template: Path
     artifacts: dict[str, Artifact]
     functions: list[FunctionBuild]
+    images: dict[str, ImageBuild] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -118,7 +93,8 @@ class BuildResult:
             "functions": [
                 {**asdict(f), "unzipped_with_layers": f.unzipped(self.artifacts)} for f in self.functions
             ],
-            "limits": {"zipped": ZIPPED_LIMIT, "unzipped_with_layers": UNZIPPED_LIMIT},
+            "images": {name: image.as_json() for name, image in self.images.items()},
+            "limits": {"zipped": ZIPPED_LIMIT, "unzipped_with_layers": UNZIPPED_LIMIT, "image": IMAGE_LIMIT},
         }
 
 
@@ -131,6 +107,7 @@ def build(
     model_store: str | Path | None = None,
     base_image: str | None = None,
     source_root: str | Path | None = None,
+    cuda_libraries: bool = True,
     log=print,
 ) -> BuildResult:
     """Build every function and layer of ``template_path`` into ``build_dir``, then check sizes and contents.
@@ -139,7 +116,9 @@ def build(
     context holding the same layer and code as the Zip functions, plus its model when ``model_store`` has it);
     ``base_image`` replaces the Dockerfile's AWS Lambda base image (e.g. a locally built stand-in).
     ``source_root`` holds the Dockerfile, layers/ and functions/ (default: the template's directory); relative
-    ``ContentUri``/``CodeUri`` paths are taken from it.
+    ``ContentUri``/``CodeUri`` paths are taken from it. An Image function whose ``Metadata.Dockerfile`` is
+    ``Dockerfile.gpu`` (also as a plain ``AWS::Lambda::Function``) becomes the GPU image (see images.py);
+    ``cuda_libraries=False`` builds it without the CUDA wheels (it then serves on CPU).
     """
     template_path = Path(template_path).resolve()
     root = template_path.parent
@@ -161,13 +140,14 @@ def build(
             architecture = (resource.get("Metadata") or {}).get("BuildArchitecture") or "x86_64"
             target = build_dir / logical_id
             log(f"building layer {logical_id} ({architecture}) from {properties['ContentUri']}")
-            _pip_install(pip, sources / properties["ContentUri"] / REQUIREMENTS, target / "python", architecture, python_version)
-            _strip(target / "python")
+            pip_install(pip, sources / properties["ContentUri"] / REQUIREMENTS, target / "python", architecture, python_version)
+            strip(target / "python")
             artifacts[logical_id] = Artifact(logical_id, target)
             properties["ContentUri"] = logical_id
             resource.pop("Metadata", None)
+    images: dict[str, ImageBuild] = {}
     for logical_id, resource in resources.items():
-        if resource.get("Type") != "AWS::Serverless::Function":
+        if not _is_function(resource):
             continue
         properties = resource["Properties"]
         architecture = (properties.get("Architectures") or ["x86_64"])[0]
@@ -181,15 +161,16 @@ def build(
         )
         functions.append(function)
         if function.package_type == "Image":
-            log(f"building image {logical_id} ({architecture}) with docker")
-            tag = _build_image(pip, sources, build_dir / logical_id, function, variables, architecture, python_version,
-                               model_store, base_image)
-            properties["ImageUri"] = tag
-            baked = build_dir / logical_id / "models" / str(variables.get(names.MODEL_NAME)) / str(variables.get(names.MODEL_VERSION))
-            if baked.is_dir():  # the model travels inside the image: read it from there, not from S3
-                variables[names.MODEL_URI] = baked.relative_to(build_dir / logical_id).as_posix()
+            flavor = flavor_of(resource.get("Metadata"))
+            log(f"building image {logical_id} ({architecture}, accelerator {flavor.accelerator}) with docker")
+            image = build_image(logical_id, build_dir / logical_id, flavor, sources=sources, architecture=architecture,
+                                variables=variables, model_store=model_store, base_image=base_image, pip=pip,
+                                python_version=python_version if flavor.accelerator == "none" else None,
+                                cuda_libraries=cuda_libraries)
+            log(f"built {image.tag}: {image.size / 1000**3:.2f} GB in {image.seconds:.0f} s")
+            _point_at_image(resource, image, build_dir / logical_id, variables)
             function.code = logical_id
-            resource.pop("Metadata", None)
+            images[logical_id] = image
             artifacts[logical_id] = Artifact(logical_id, build_dir / logical_id, kind="image")
             continue
         code_uri = properties.get("CodeUri", function_globals.get("CodeUri"))
@@ -198,7 +179,8 @@ def build(
         code_name = ids.logical_id(architecture, prefix="InferenceCode")
         if code_name not in artifacts:
             log(f"building function code {code_name} ({architecture}) from {code_uri}")
-            artifacts[code_name] = _build_code(pip, sources / code_uri, build_dir / code_name, architecture, python_version)
+            artifacts[code_name] = Artifact(code_name, build_code(pip, sources / code_uri, build_dir / code_name,
+                                                                  architecture, python_version))
         function.code = code_name
         properties["CodeUri"] = code_name
     if "CodeUri" in function_globals:
@@ -210,7 +192,7 @@ def build(
         "# Written by `modelfn build` from " + template_path.name + "; deploy with `modelfn deploy` or `sam deploy`.\n"
         + yaml.safe_dump(template, sort_keys=False, width=120)
     )
-    result = BuildResult(build_dir, built_template, artifacts, functions)
+    result = BuildResult(build_dir, built_template, artifacts, functions, images)
     (build_dir / "size-report.json").write_text(json.dumps(result.as_json(), indent=2))
     check(result)
     return result
@@ -248,6 +230,8 @@ def check(result: BuildResult) -> None:
                     f"{function.logical_id} serves no model but carries {carried}; keep them out of "
                     f"{REQUIREMENTS} and give only model functions the ONNX Runtime layer"
                 )
+    for image in result.images.values():
+        problems += check_image(image)
     if problems:
         raise BuildError("the build is not deployable:\n  " + "\n  ".join(problems))
 
@@ -263,8 +247,11 @@ def size_report(result: BuildResult) -> str:
     lines.append(f"{'function':<28}{'unzipped MB':>12}  {'code + layers'}")
     for function in result.functions:
         if function.package_type == "Image":
-            size = result.artifacts[function.code].unzipped / MB if function.code else 0.0
-            lines.append(f"{function.logical_id:<28}{size:>12.1f}  container image (limit 10 GB uncompressed)")
+            image = result.images.get(function.logical_id)
+            size = image.size / MB if image else 0.0
+            what = f"{image.tag}, accelerator {image.flavor.accelerator}" if image else "container image"
+            cuda = " with CUDA libraries" if image and image.cuda_libraries else ""
+            lines.append(f"{function.logical_id:<28}{size:>12.1f}  {what}{cuda} (limit 10 GB uncompressed, all layers)")
             continue
         parts = " + ".join(name for name in [function.code, *function.layers] if name)
         lines.append(f"{function.logical_id:<28}{function.unzipped(result.artifacts) / MB:>12.1f}  {parts}")
@@ -272,105 +259,26 @@ def size_report(result: BuildResult) -> str:
     return "\n".join(lines)
 
 
-def _build_code(pip: list[str], source: Path, target: Path, architecture: str, python_version: str) -> Artifact:
-    requirements = source / REQUIREMENTS
-    if requirements.is_file():
-        _pip_install(pip, requirements, target, architecture, python_version)
-        _remove_distributions(target, RUNTIME_PROVIDED)
-    target.mkdir(parents=True, exist_ok=True)
-    for name in FUNCTION_SOURCES:
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        elif path.is_file():
-            shutil.copy2(path, target / name)
-        else:
-            raise BuildError(f"{path} is missing; the function package needs {', '.join(FUNCTION_SOURCES)}")
-    _strip(target)
-    return Artifact(target.name, target)
+def _is_function(resource: dict[str, Any]) -> bool:
+    """SAM functions, and plain Lambda functions that name an image to build (a GPU function may be rendered as
+    ``AWS::Lambda::Function`` to carry ``AcceleratorConfig`` past SAM, which does not know it yet)."""
+    if resource.get("Type") == "AWS::Serverless::Function":
+        return True
+    return (resource.get("Type") == "AWS::Lambda::Function" and resource.get("Properties", {}).get("PackageType") == "Image"
+            and "Dockerfile" in (resource.get("Metadata") or {}))
 
 
-def _build_image(pip: list[str], root: Path, context: Path, function: FunctionBuild, variables: dict[str, Any],
-                 architecture: str, python_version: str, model_store: str | Path | None, base_image: str | None) -> str:
-    """``docker build`` of the Dockerfile over ``context``: python/ (the layer's packages), task/ (the function code)
-    and models/ (the function's model when ``model_store`` holds it). Returns the local image tag."""
-    docker = shutil.which("docker")
-    if not docker:
-        raise BuildError(f"{function.logical_id} has PackageType Image but no docker client is installed; "
-                         "install Docker or set package_type: Zip in the catalog")
-    _pip_install(pip, root / LAYER_CODE / REQUIREMENTS, context / "python", architecture, python_version)
-    _strip(context / "python")
-    _build_code(pip, root / "functions" / "inference", context / "task", architecture, python_version)
-    models = context / "models"
-    models.mkdir()
-    name, version = variables.get(names.MODEL_NAME), str(variables.get(names.MODEL_VERSION, ""))
-    if model_store and name and (Path(model_store) / name / version / "model.onnx").is_file():
-        shutil.copytree(Path(model_store) / name / version, models / name / version)
-    tag = f"{function.logical_id.lower()}:{LAMBDA_RUNTIME}"
-    command = [docker, "build", "--quiet", "-f", str(root / DOCKERFILE), "-t", tag,
-               "--platform", "linux/amd64" if architecture == "x86_64" else "linux/arm64", str(context)]
-    if base_image:
-        command[2:2] = ["--build-arg", f"BASE_IMAGE={base_image}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-        raise BuildError(f"docker build of {function.logical_id} failed:\n{tail}\n"
-                         "is a Docker engine running (DOCKER_HOST) and the base image available locally?")
-    return tag
-
-
-def platform_args(architecture: str) -> list[str]:
-    """``--platform`` options for pip's cross-platform install to one Lambda architecture."""
-    return [arg for tag in PLATFORMS[architecture] for arg in ("--platform", tag)]
-
-
-def _pip_install(pip: list[str], requirements: Path, target: Path, architecture: str, python_version: str) -> None:
-    if architecture not in PLATFORMS:
-        raise BuildError(f"architecture {architecture!r} is not one of {sorted(PLATFORMS)}")
-    if not requirements.is_file():
-        raise BuildError(f"{requirements} is missing; list the artifact's dependencies there")
-    command = [
-        *pip, "install", "--quiet", "--no-compile", "--target", str(target), "-r", str(requirements),
-        *platform_args(architecture), "--implementation", "cp", "--python-version", python_version,
-        "--only-binary=:all:",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_NO_WARN_SCRIPT_LOCATION": "1"})
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-        raise BuildError(
-            f"pip could not install {requirements} for {PLATFORMS[architecture][0]} / Python {python_version}:\n{tail}\n"
-            "every dependency needs a manylinux wheel for that platform (no source builds when cross-installing)"
-        )
-    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts for the build machine's interpreter
-
-
-def _remove_distributions(target: Path, names: tuple[str, ...]) -> None:
-    """Uninstall distributions from a --target directory by their RECORD (pip cannot uninstall from --target)."""
-    wanted = {name.lower().replace("_", "-") for name in names}
-    for distribution in metadata.distributions(path=[str(target)]):
-        if distribution.metadata["Name"].lower().replace("_", "-") not in wanted:
-            continue
-        for file in distribution.files or []:
-            path = Path(distribution.locate_file(file))
-            if path.is_file():
-                path.unlink()
-        shutil.rmtree(Path(distribution._path), ignore_errors=True)  # the .dist-info directory itself
-    for directory in sorted((p for p in target.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(directory.iterdir()):
-            directory.rmdir()
-
-
-def _strip(root: Path) -> None:
-    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts)):
-        if directory.exists() and any(directory.as_posix().endswith("/" + suffix) for suffix in STRIP_DIRS):
-            # numpy's testing helpers stay (numpy.testing is imported by some libraries); its test suites go
-            shutil.rmtree(directory)
-    for path in root.rglob("*"):
-        if path.is_file() and path.suffix in STRIP_SUFFIXES:
-            path.unlink()
-    for pattern in STRIP_GLOBS:
-        for path in root.glob(pattern):
-            path.unlink()
+def _point_at_image(resource: dict[str, Any], image: ImageBuild, context: Path, variables: dict[str, Any]) -> None:
+    """Write the built tag where ``sam package`` looks for it and read a baked-in model from the image."""
+    properties = resource["Properties"]
+    if resource["Type"] == "AWS::Lambda::Function":
+        properties["Code"] = {"ImageUri": image.tag}
+    else:
+        properties["ImageUri"] = image.tag
+    baked = context / "models" / str(variables.get(names.MODEL_NAME)) / str(variables.get(names.MODEL_VERSION))
+    if baked.is_dir():  # the model travels inside the image: read it from there, not from S3
+        variables[names.MODEL_URI] = baked.relative_to(context).as_posix()
+    resource.pop("Metadata", None)
 
 
 def _measure(artifact: Artifact) -> None:

@@ -12,6 +12,7 @@
     modelfn tenants create|list|revoke           API keys attached to usage plans (tiers)
     modelfn usage [--tenant T] [--from D --to D] metered usage per tenant, model and day
     modelfn bill --month YYYY-MM [--plot F.png]  requests, GB-seconds, AWS cost, price and margin per tenant and model
+                 [--fleet NAME:TYPE:MODELS]     (Managed Instances models: by instance time instead of GB-seconds)
     modelfn evaluate NAME --data FILE.npz        accuracy, precision/recall/F1, confusion matrix, latency of an endpoint
 
 Subcommands import their heavy dependencies only when they run, so ``--help`` is instant.
@@ -293,6 +294,12 @@ def _add_billing_parsers(commands) -> None:
     bill.add_argument("--plot", metavar="FILE.png", help="also draw daily requests per tenant into this PNG")
     bill.add_argument("--prices", default="infra/pricing/prices.yaml", help="price table")
     bill.add_argument("--aws-costs", default="infra/pricing/aws.yaml", help="AWS cost model")
+    bill.add_argument("--fleet", action="append", default=[], metavar="NAME:INSTANCE_TYPE:MODEL[,MODEL][:MIN]",
+                      help="models on a Lambda Managed Instances capacity provider (GPU or capacity: managed): priced by "
+                           "instance time, not GB-seconds (repeatable)")
+    bill.add_argument("--instance-time", choices=("cost-explorer", "estimate"), default="cost-explorer",
+                      help="fleets' instance-hours: metered (Cost Explorer, tag modelfn:fleet) or the minimum-instances estimate")
+    bill.add_argument("--managed-prices", default="infra/pricing/managed_instances.yaml", help="Managed Instances cost model")
     where(bill)
     table(bill)
     bill.set_defaults(func=_bill)
@@ -315,9 +322,10 @@ def _billing_errors():
     from botocore.exceptions import BotoCoreError, ClientError
 
     from .billing import BillingError
+    from .capacity import CapacityError
     from .tenants import TenantError
 
-    return (BillingError, TenantError, BotoCoreError, ClientError, OSError)
+    return (BillingError, CapacityError, TenantError, BotoCoreError, ClientError, OSError)
 
 
 def _tenants_create(args: argparse.Namespace) -> int:
@@ -398,13 +406,26 @@ def _bill(args: argparse.Namespace) -> int:
         prices, costs = PriceTable.load(args.prices), AwsCosts.load(args.aws_costs)
         tenants = tenant_index(_directory(args).list())
         rows = UsageReader(_usage_table(args)).month(args.month)
-        print(render_bill(make_bill(args.month, rows, tenants, prices, costs), args.format))
+        capacity = _capacity(args) if args.fleet else None
+        print(render_bill(make_bill(args.month, rows, tenants, prices, costs, capacity), args.format))
         if args.plot:
             path = plot_daily(rows, args.month, {key: t.name for key, t in tenants.items()}, args.plot)
             print(f"wrote {path}", file=sys.stderr)
     except _billing_errors() as error:
         return _fail(str(error))
     return 0
+
+
+def _capacity(args: argparse.Namespace):
+    """The bill's Lambda Managed Instances fleets and their instance time (see capacity.py)."""
+    from .billing import Capacity, check_month
+    from .capacity import ManagedPrices, fleet_costs, instance_time, parse_fleet
+
+    check_month(args.month)
+    prices = ManagedPrices.load(args.managed_prices)
+    fleets = tuple(parse_fleet(spec) for spec in args.fleet)
+    hours = instance_time(fleets, args.month, prices, args.instance_time)
+    return Capacity(fleets, tuple(fleet_costs(hours, prices)), prices)
 
 
 def _fail(message: str, status: int = 2) -> int:

@@ -1,16 +1,18 @@
-"""A local Docker engine and a stand-in for AWS's Lambda python3.12 base image, for the container image test.
+"""A local Docker engine and stand-ins for AWS's Lambda Python base images, for the container image tests.
 
-No registry is reachable where the tests run, so ``public.ecr.aws/lambda/python:3.12`` cannot be pulled. The
-stand-in is laid out like it: a Debian bookworm root file system (``debootstrap --variant=minbase``), Python
-3.12 (this machine's pyenv build, at its own prefix), ``awslambdaric`` and boto3 under /var/runtime (cp312
-manylinux wheels, cross-installed like ``modelfn build`` does; AWS's image ships both there), the Lambda Runtime Interface Emulator that ships inside
-aws-sam-cli, and AWS's ``/lambda-entrypoint.sh`` contract (RIE when ``AWS_LAMBDA_RUNTIME_API`` is unset, else
-the runtime client). ``sam local invoke`` runs it exactly as it runs AWS's image: its own RIE in front,
-then the image's entrypoint and command.
+No registry is reachable where the tests run, so ``public.ecr.aws/lambda/python:3.12`` (the CPU image's base) and
+``public.ecr.aws/lambda/python:3.13`` (the GPU image's) cannot be pulled. Each stand-in is laid out like them: a
+Debian root file system (``debootstrap --variant=minbase``: bookworm for 3.12, trixie for 3.13), the Python
+(3.12: this machine's pyenv build, at its own prefix; 3.13: trixie's own python3.13), ``awslambdaric`` and boto3
+under /var/runtime (manylinux wheels for that Python, cross-installed like ``modelfn build`` does; AWS's images
+ship both there), the Lambda Runtime Interface Emulator that ships inside aws-sam-cli, and AWS's
+``/lambda-entrypoint.sh`` contract (RIE when ``AWS_LAMBDA_RUNTIME_API`` is unset, else the runtime client).
+``sam local invoke`` runs it exactly as it runs AWS's image: its own RIE in front, then the image's entrypoint
+and command.
 
 Example:
     >>> with DockerEngine.start(tmp_path) as engine:                  # doctest: +SKIP
-    ...     image = build_standin_base(engine, tmp_path / "rootfs")
+    ...     image = build_standin_base(engine, tmp_path / "rootfs", python="3.13")
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import samcli
 
 from modelfn_infra.build import platform_args
 
-STANDIN_TAG = "modelfn/lambda-python-standin:3.12"
 PYTHON312_PREFIX = Path("/root/.pyenv/versions/3.12.1")
 RIE = Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -48,9 +49,33 @@ else
 fi
 """
 
-BOOTSTRAP = f"""#!/bin/sh
-exec {PYTHON312_PREFIX}/bin/python3.12 -m awslambdaric "$1"
+BOOTSTRAP = """#!/bin/sh
+exec {interpreter} -m awslambdaric "$1"
 """
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """How one Python's stand-in base image is made."""
+
+    python: str
+    suite: str
+    packages: str
+    interpreter: str
+    prefix: Path | None = None
+    """A Python installation copied into the image at its own path (None: the Debian suite's own python)."""
+
+    @property
+    def tag(self) -> str:
+        return f"modelfn/lambda-python-standin:{self.python}"
+
+
+STANDINS = {
+    "3.12": StandIn("3.12", "bookworm", "libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,zlib1g",
+                    str(PYTHON312_PREFIX / "bin" / "python3.12"), PYTHON312_PREFIX),
+    "3.13": StandIn("3.13", "trixie", "python3.13,libpython3.13-stdlib", "/usr/bin/python3.13"),
+}
+STANDIN_TAG = STANDINS["3.12"].tag
 
 
 class Unavailable(RuntimeError):
@@ -123,39 +148,26 @@ class DockerEngine:
         self.stop()
 
 
-def build_standin_base(engine: DockerEngine, workdir: Path) -> str:
-    """Import the stand-in base image (once per engine) and return its tag."""
-    if engine.docker("image", "inspect", STANDIN_TAG).returncode == 0:
-        return STANDIN_TAG
-    if not (PYTHON312_PREFIX / "bin" / "python3.12").is_file():
-        raise Unavailable(f"no Python 3.12 at {PYTHON312_PREFIX} to put in the stand-in Lambda base image")
-    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
-    if not debootstrap:
-        raise Unavailable("no debootstrap to build a Debian root file system (apt-get install debootstrap)")
+def build_standin_base(engine: DockerEngine, workdir: Path, python: str = "3.12") -> str:
+    """Import the stand-in base image for ``python`` (once per engine) and return its tag."""
+    standin = STANDINS[python]
+    if engine.docker("image", "inspect", standin.tag).returncode == 0:
+        return standin.tag
+    if standin.prefix and not Path(standin.interpreter).is_file():
+        raise Unavailable(f"no Python {python} at {standin.prefix} to put in the stand-in Lambda base image")
     rootfs = workdir / "rootfs"
-    if not (rootfs / "bin" / "sh").exists():
-        for _attempt in range(2):  # a mirror hiccup ("Couldn't download ... Packages") deserves one retry
-            shutil.rmtree(rootfs, ignore_errors=True)
-            result = subprocess.run(
-                [debootstrap, "--variant=minbase", "--include=libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,zlib1g",
-                 "bookworm", str(rootfs), DEBIAN_MIRROR],
-                capture_output=True, text=True, timeout=1200,
-            )
-            if result.returncode == 0:
-                break
-        if result.returncode != 0:
-            raise Unavailable(f"debootstrap failed (is the Debian mirror reachable?):\n{result.stdout[-1000:]}{result.stderr[-1000:]}")
+    _debootstrap(standin, rootfs)
     runtime = rootfs / "var" / "runtime"
     shutil.rmtree(runtime, ignore_errors=True)
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(runtime),
-         *platform_args("x86_64"), "--implementation", "cp", "--python-version", "3.12",
+         *platform_args("x86_64"), "--implementation", "cp", "--python-version", python,
          "--only-binary=:all:", "awslambdaric>=3,<5", "boto3>=1.34,<2"],  # AWS's image ships boto3 in /var/runtime
         capture_output=True, text=True, timeout=600,
     )
     if pip.returncode != 0:
-        raise Unavailable(f"cannot install awslambdaric for Python 3.12: {pip.stderr[-800:]}")
-    (runtime / "bootstrap").write_text(BOOTSTRAP)
+        raise Unavailable(f"cannot install awslambdaric for Python {python}: {pip.stderr[-800:]}")
+    (runtime / "bootstrap").write_text(BOOTSTRAP.format(interpreter=standin.interpreter))
     (rootfs / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
     (rootfs / "usr" / "local" / "bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(RIE, rootfs / "usr" / "local" / "bin" / "aws-lambda-rie")
@@ -166,18 +178,39 @@ def build_standin_base(engine: DockerEngine, workdir: Path) -> str:
     archive = workdir / "rootfs.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(rootfs, arcname=".")
-        tar.add(PYTHON312_PREFIX, arcname="." + str(PYTHON312_PREFIX),
-                filter=lambda info: None if "/site-packages/" in info.name or "/test/" in info.name else info)
+        if standin.prefix:
+            tar.add(standin.prefix, arcname="." + str(standin.prefix),
+                    filter=lambda info: None if "/site-packages/" in info.name or "/test/" in info.name else info)
+    bin_path = f"{standin.prefix}/bin:" if standin.prefix else ""
     changes = [
         "ENV LAMBDA_TASK_ROOT=/var/task", "ENV LAMBDA_RUNTIME_DIR=/var/runtime", "ENV LANG=en_US.UTF-8",
-        "ENV PYTHONPATH=/var/runtime:/opt/python", f"ENV PATH={PYTHON312_PREFIX}/bin:/usr/local/bin:/usr/bin:/bin",
+        "ENV PYTHONPATH=/var/runtime:/opt/python", f"ENV PATH={bin_path}/usr/local/bin:/usr/bin:/bin",
         "WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]',
     ]
     command = ["import"]
     for change in changes:
         command += ["--change", change]
-    result = engine.docker(*command, str(archive), STANDIN_TAG, timeout=600)
+    result = engine.docker(*command, str(archive), standin.tag, timeout=600)
     archive.unlink()
     if result.returncode != 0:
         raise Unavailable(f"docker import of the stand-in base image failed: {result.stderr[-800:]}")
-    return STANDIN_TAG
+    return standin.tag
+
+
+def _debootstrap(standin: StandIn, rootfs: Path) -> None:
+    """A minimal Debian root file system of the stand-in's suite (one retry: mirrors hiccup)."""
+    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    if not debootstrap:
+        raise Unavailable("no debootstrap to build a Debian root file system (apt-get install debootstrap)")
+    if (rootfs / "bin" / "sh").exists():
+        return
+    for _attempt in range(2):  # a mirror hiccup ("Couldn't download ... Packages") deserves one retry
+        shutil.rmtree(rootfs, ignore_errors=True)
+        result = subprocess.run(
+            [debootstrap, "--variant=minbase", f"--include={standin.packages}", standin.suite, str(rootfs), DEBIAN_MIRROR],
+            capture_output=True, text=True, timeout=1200,
+        )
+        if result.returncode == 0:
+            return
+    raise Unavailable(f"debootstrap {standin.suite} failed (is the Debian mirror reachable?):\n"
+                      f"{result.stdout[-1000:]}{result.stderr[-1000:]}")

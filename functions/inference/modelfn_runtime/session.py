@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from . import providers
+from . import cuda, providers  # noqa: F401 - cuda: onnxruntime-gpu's CUDA libraries load at import
 from .artifacts import ModelLoadError
 from .digest import sha256_file
 from .modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard
