@@ -62,7 +62,7 @@ def _serving(api_template, local_env, tmp_path, prefix=()):
 def _warm(cli) -> list[int]:
     """Wait for start-api to listen, make one request, and return its sandboxes' pids."""
     url = None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a bound, not a target: starting is slow on a loaded machine, and not the subject
     while url is None and time.monotonic() < deadline:
         line = cli.stdout.readline()
         if line.startswith("API listening on "):
@@ -90,7 +90,8 @@ def test_start_api_stops_every_sandbox_on_sigterm_and_sigint(api_template, local
         sandboxes = _warm(cli)
         cli.send_signal(signum)  # with a prefix, sh has exec'd start-api: same pid
         started = time.monotonic()
-        assert cli.wait(timeout=20) == 0
+        # 0: a clean stop; the deadline (15 s) would end a stuck one with 1, so 30 s only bounds the test itself
+        assert cli.wait(timeout=30) == 0
         record_property("shutdown_s", round(time.monotonic() - started, 3))
         assert _gone_within(sandboxes, 5) == []
 

@@ -2,7 +2,7 @@
 a deadline.
 
 The first signal raises ``KeyboardInterrupt`` in the main thread, so leaving the ``with LocalApp`` blocks stops the
-servers and every sandbox. Should that take longer than ``deadline_s``, or a second signal come, every sandbox is
+servers and every sandbox. Should that take longer than ``deadline_s`` (15 s), or a second signal come, every sandbox is
 killed by pid (``sandbox.kill_every_sandbox``) and the process exits at once with status 1.
 
 SIGINT is handled here too, not left to Python: Python raises ``KeyboardInterrupt`` for SIGINT only when its parent
@@ -25,8 +25,9 @@ import time
 
 from .sandbox import kill_every_sandbox
 
-SHUTDOWN_DEADLINE_S = 10.0
-"""From the first signal to a forced exit. A clean stop takes one sandbox grace period (3 s) at most."""
+SHUTDOWN_DEADLINE_S = 15.0
+"""From the first signal to a forced exit. A clean stop takes about 1 s, one sandbox grace period (3 s) at most on a
+quiet machine, and up to 12.5 s was measured with the command starved of CPU (nice 10 beside two busy loops)."""
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FORCED_EXIT_STATUS = 1
 
