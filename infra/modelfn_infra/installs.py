@@ -98,14 +98,15 @@ def build_code(pip: list[str], source: Path, target: Path, architecture: str, py
 def remove_distributions(target: Path, names: tuple[str, ...]) -> None:
     """Uninstall distributions from a --target directory by their RECORD (pip cannot uninstall from --target)."""
     wanted = {name.lower().replace("_", "-") for name in names}
-    for distribution in metadata.distributions(path=[str(target)]):
+    for info in sorted(target.glob("*.dist-info")):
+        distribution = metadata.Distribution.at(info)
         if distribution.metadata["Name"].lower().replace("_", "-") not in wanted:
             continue
         for file in distribution.files or []:
             path = Path(distribution.locate_file(file))
             if path.is_file():
                 path.unlink()
-        shutil.rmtree(Path(distribution._path), ignore_errors=True)  # the .dist-info directory itself
+        shutil.rmtree(info, ignore_errors=True)  # the .dist-info directory itself
     for directory in sorted((p for p in target.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         if not any(directory.iterdir()):
             directory.rmdir()

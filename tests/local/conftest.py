@@ -2,14 +2,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from modelfn_infra.catalog import Catalog, ModelEntry, dump_template, render_template
 from modelfn_infra.local.commands import LocalApp
+from modelfn_infra.local.sandbox import _children
 
-from ..conftest import REPO
+from ..conftest import REPO, descendants
 from ..runtime.toy_model import write_toy_model
 
 CRASH_APP = '''
@@ -91,3 +98,35 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+@contextmanager
+def start_api(*args: str, cwd: Path = REPO, prefix: tuple[str, ...] = (), **popen) -> Iterator[subprocess.Popen]:
+    """``modelfn local start-api ARGS`` as a child process (``prefix``: a command to run it under). However the test
+    ends, passing or failing, start-api and every sandbox it started are stopped when the block is left."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True, **popen}
+    process = subprocess.Popen([*prefix, sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", *args], cwd=cwd, **popen)
+    try:
+        yield process
+    finally:
+        stop_tree(process)
+
+
+def stop_tree(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM ``process`` (SIGKILL after ``timeout``), then SIGKILL whatever it started that is still alive."""
+    started = set(_children(process.pid))
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    ours = descendants(os.getpid())  # orphans are re-parented to pytest (tests/conftest.py): still ours to stop
+    for pid in started & set(ours):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if process.stdout is not None:
+        process.stdout.close()

@@ -115,7 +115,7 @@ def deployment(digits_store, monkeypatch, tmp_path):
         aws.reset()
         env = {"DigitsFunction": {"MODEL_URI": str(model_dir)}}
         with LocalApp(REPO / "template.yaml", env_vars=env, parameter_overrides={"ModelBucket": "unused"}) as app:
-            resolved = app.runner.get_invoke_config(app.functions.get("DigitsFunction")).env_vars.resolve()
+            resolved = app.function_environment("DigitsFunction")
             for name in ("MODELFN_DATA_BUCKET", "MODELFN_IDEMPOTENCY_TABLE", "MODELFN_REPLY_QUEUE_PREFIX", "MODELFN_MAX_RECEIVE_COUNT"):
                 monkeypatch.setenv(name, resolved[name])
             meter = RecordingMeter()

@@ -20,7 +20,7 @@ from modelfn_infra.local.commands import LocalApp
 from modelfn_infra.local.sandbox import _children, free_port
 
 from ..conftest import REPO
-from .conftest import alive
+from .conftest import alive, start_api
 
 pytestmark = pytest.mark.slow
 EVENTS = sorted((REPO / "events").glob("*.json"))
@@ -174,12 +174,8 @@ def test_cli_start_api_serves_and_stops_by_itself(digits_store, tmp_path):
                               "--local", "--tenants", str(tenants)], cwd=REPO, capture_output=True, text=True, check=True)
     key = created.stdout.split("(shown once; give it to the tenant): ")[1].split()[0]
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "3",
-         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--tenants", str(tenants)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
+    with start_api("--port", str(port), "--idle-shutdown", "3", "--env-vars", str(env_file),
+                   "--parameter-overrides", "ModelBucket=unused", "--tenants", str(tenants), stdout=subprocess.DEVNULL) as process:
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -191,10 +187,6 @@ def test_cli_start_api_serves_and_stops_by_itself(digits_store, tmp_path):
                 assert time.monotonic() < deadline, "start-api did not come up"
                 time.sleep(0.3)
         assert process.wait(timeout=30) == 0  # idle shutdown, no signal needed
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_start_api_with_moto_delivers_inbox_objects_while_it_runs(digits_store, tmp_path):
@@ -204,12 +196,8 @@ def test_start_api_with_moto_delivers_inbox_objects_while_it_runs(digits_store, 
     env_file = tmp_path / "env.json"
     env_file.write_text(json.dumps({"DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}))
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "60",
-         "--env-vars", str(env_file), "--parameter-overrides", "ModelBucket=unused", "--moto"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
+    with start_api("--port", str(port), "--idle-shutdown", "60", "--env-vars", str(env_file),
+                   "--parameter-overrides", "ModelBucket=unused", "--moto") as process:
         endpoint = None
         for line in process.stdout:
             if line.startswith("AWS on "):
@@ -232,7 +220,6 @@ def test_start_api_with_moto_delivers_inbox_objects_while_it_runs(digits_store, 
             assert response.status == 200
         sandboxes = _children(process.pid)
         assert sandboxes, "the inbox object ran in a sandbox under start-api"
-    finally:
         process.terminate()
         process.wait(timeout=30)
     assert process.returncode == 0

@@ -19,6 +19,7 @@ from modelfn_infra.local.commands import LocalApp
 from modelfn_infra.local.sandbox import free_port
 
 from ..conftest import REPO
+from .conftest import start_api
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +93,8 @@ def test_start_api_with_no_arguments_serves_the_model_the_playground_and_openapi
     project = make_project(tmp_path / "project", digits_store)
     port = free_port()
     log = (tmp_path / "start-api.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "modelfn_infra.cli", "local", "start-api", "--port", str(port), "--idle-shutdown", "20"],
-                               cwd=project, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
+    with start_api("--port", str(port), "--idle-shutdown", "20", cwd=project, stdout=log, stderr=subprocess.STDOUT) as process, log:
         deadline = time.monotonic() + 60
         key = None
         while True:
@@ -115,8 +114,4 @@ def test_start_api_with_no_arguments_serves_the_model_the_playground_and_openapi
             assert '"name":"digits"' in response.read().decode()
         with urllib.request.urlopen(urllib.request.Request(base + "/openapi.json", headers=headers), timeout=30) as response:
             assert "/v2/models/digits/infer" in json.load(response)["paths"]
-    finally:
-        process.terminate()  # the process this test started, by its handle
-        process.wait(timeout=30)
-        log.close()
     assert "serving models from the local store" in (tmp_path / "start-api.log").read_text()

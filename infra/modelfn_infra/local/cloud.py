@@ -67,8 +67,12 @@ class LocalCloud:
         self._thread = threading.Thread(target=loop, name="modelfn-event-sources", daemon=True)
         self._thread.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def stop_delivery(self) -> None:
+        """Deliver nothing more (the poll in progress finishes); ``__exit__`` waits for it."""
         self._stop.set()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_delivery()
         if self._thread is not None:
             self._thread.join(timeout=10)
         for name, value in self._saved.items():

@@ -9,10 +9,8 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -21,32 +19,21 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
+from werkzeug.serving import make_server
 
-from flask import g, request  # noqa: E402
-from samcli.commands.local.lib.local_lambda import LocalLambdaRunner  # noqa: E402
-from samcli.lib.providers.api_provider import ApiProvider  # noqa: E402
-from samcli.lib.providers.sam_function_provider import SamFunctionProvider  # noqa: E402
-from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider  # noqa: E402
-from samcli.lib.utils.stream_writer import StreamWriter  # noqa: E402
-from samcli.local.apigw.exceptions import LambdaResponseParseException  # noqa: E402
-from samcli.local.apigw.local_apigw_service import LocalApigwService  # noqa: E402
-from samcli.local.apigw.route import Route  # noqa: E402
-from samcli.local.apigw.service_error_responses import ServiceErrorResponses  # noqa: E402
-from werkzeug.exceptions import HTTPException  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+from modelfn_export.defaults import DEFAULT_STORE
+from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT
+from modelfn_runtime.http import status_class
+from modelfn_runtime.usage import USAGE_TABLE_ENV
+from modelfn_runtime.validation import payload_too_large
 
-from modelfn_export.defaults import DEFAULT_STORE  # noqa: E402
-from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT  # noqa: E402
-from modelfn_runtime.http import status_class  # noqa: E402
-from modelfn_runtime.usage import USAGE_TABLE_ENV  # noqa: E402
-from modelfn_runtime.validation import payload_too_large  # noqa: E402
-
-from ..catalog import API_KEY_HEADER  # noqa: E402
-from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants  # noqa: E402
-from .apikeys import ApiKeyGate, Refused, plans_from_template  # noqa: E402
-from .sandbox import HostLambdaRuntime  # noqa: E402
-from .store import local_store_env, missing_models, resolve_relative  # noqa: E402
+from ..catalog import API_KEY_HEADER
+from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants
+from . import sam_cli
+from .apikeys import ApiKeyGate, Refused, plans_from_template
+from .sandbox import HostLambdaRuntime
+from .shutdown import stop_on_signals
+from .store import local_store_env, missing_models, resolve_relative
 
 DEFAULT_REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -69,9 +56,8 @@ class LocalApp:
         for name, value in {"AWS_DEFAULT_REGION": DEFAULT_REGION, **FAKE_CREDENTIALS}.items():
             os.environ.setdefault(name, value)
         template = Path(template).resolve()
-        stacks, _ = SamLocalStackProvider.get_stacks(str(template), parameter_overrides=parameter_overrides or {})
-        self.stacks = stacks
-        self.functions = SamFunctionProvider(stacks)
+        self.stacks = sam_cli.load_stacks(template, parameter_overrides or {})
+        self.functions = sam_cli.function_provider(self.stacks)
         # template variables per function; local paths in overrides resolve against the project root
         self.variables = {f.name: dict((f.environment or {}).get("Variables") or {}) for f in self.functions.get_all()}
         self.model_store = Path(model_store).resolve() if model_store is not None else None
@@ -79,16 +65,11 @@ class LocalApp:
         if self.model_store is not None:
             env_vars = local_store_env(self.variables, self.model_store, env_vars)
         self.env_vars = resolve_relative(env_vars, template.parent)
-        self.runtime = HostLambdaRuntime(python=python, max_sandboxes=max_sandboxes)
-        self.runner = LocalLambdaRunner(
-            local_runtime=self.runtime,
-            function_provider=self.functions,
-            cwd=str(template.parent),
-            real_path=str(template.parent),
-            aws_region=os.environ["AWS_DEFAULT_REGION"],
-            env_vars_values=_without_deployed_tables(self.env_vars),
-        )
-        self.log = StreamWriter(log_stream or sys.stderr, auto_flush=True)
+        self.runtime = HostLambdaRuntime(python=python, max_sandboxes=max_sandboxes, rie=sam_cli.RIE_BINARY)
+        self.region = os.environ["AWS_DEFAULT_REGION"]
+        self.runner = sam_cli.lambda_runner(self.runtime, self.functions, template.parent, self.region,
+                                            _without_deployed_tables(self.env_vars))
+        self.log = sam_cli.writer(log_stream or sys.stderr)
         # Lambda's Invoke API for the functions themselves (the catch-all probes the model functions for readiness)
         self.lambda_endpoint = LambdaEndpoint(self.runner, self.log)
         self.runtime.extra_env["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint.url
@@ -100,6 +81,7 @@ class LocalApp:
         self.close()
 
     def close(self) -> None:
+        """Stop the Lambda endpoint and every sandbox; calling it again does nothing."""
         self.lambda_endpoint.stop()
         self.runtime.close()
 
@@ -107,24 +89,34 @@ class LocalApp:
         """One line per model (of ``functions``) whose local model directory is incomplete."""
         return missing_models(self.variables, self.env_vars, functions)
 
+    def function_names(self) -> list[str]:
+        """The logical ids of the template's functions."""
+        return [function.name for function in self.functions.get_all()]
+
+    def function_environment(self, function: str) -> dict[str, str]:
+        """The environment ``function`` runs with (template, Globals and env-vars overrides resolved)."""
+        return sam_cli.function_environment(self.runner, self.functions.get(function))
+
     def invoke(self, function: str, event: dict[str, Any] | str) -> Any:
         """Invoke one function by logical id and return its decoded JSON response."""
         if self.functions.get(function) is None:
-            names = sorted(f.name for f in self.functions.get_all())
-            raise KeyError(f"function {function!r} is not in the template; choose one of {names}")
+            raise KeyError(f"function {function!r} is not in the template; choose one of {sorted(self.function_names())}")
         with StringIO() as out:
             body = event if isinstance(event, str) else json.dumps(event)
-            self.runner.invoke(function, body, stdout=StreamWriter(out, auto_flush=True), stderr=self.log)
+            self.runner.invoke(function, body, stdout=sam_cli.writer(out), stderr=self.log)
             return json.loads(out.getvalue())
 
     def serve_api(self, port: int = 3000, *, api_keys: bool = True, tenants: str | Path = DEFAULT_LOCAL_TENANTS) -> "ApiServer":
         """Serve the API; ``api_keys=False`` skips key checks, throttling and quotas (as ``sam local start-api`` does)."""
-        api = ApiProvider(self.stacks, cwd=os.getcwd()).api
-        service = ApiGatewayService(api=api, lambda_runner=self.runner, port=port, host="127.0.0.1", stderr=self.log)
+        gate = None
         if api_keys:
-            service.gate = ApiKeyGate.from_template(self.resources, LocalTenants(tenants, plans_from_template(self.resources)))
-        service.create()
-        return ApiServer(service, port)
+            gate = ApiKeyGate.from_template(self.resources, LocalTenants(tenants, plans_from_template(self.resources)))
+        app = sam_cli.api_gateway_app(self.stacks, self.runner, self.log, admit=_key_check(gate) if gate else None)
+        return ApiServer(app, port, gate)
+
+    def routes(self) -> list[Any]:
+        """The API's routes (``function_name``, ``path``, ``methods``)."""
+        return sam_cli.api_routes(self.stacks)
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -132,99 +124,55 @@ class LocalApp:
         return self.stacks[0].resources
 
 
-class LambdaEndpoint:
-    """SAM CLI's local Lambda service (what ``sam local start-lambda`` serves: the Invoke API) on 127.0.0.1, for
-    SDK calls the functions make to other functions of the template; stopped with the app."""
+def _key_check(gate: ApiKeyGate) -> sam_cli.Admit:
+    """API Gateway's key check, throttling and quotas before a route's function runs; the key into the REST event."""
 
-    def __init__(self, runner: LocalLambdaRunner, log) -> None:
-        from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHttpService
+    def admit(function: str, path: str, headers) -> sam_cli.Refusal | dict[str, Any] | None:
+        key = headers.get(API_KEY_HEADER)
+        decision = gate.check(function, path, key)
+        if isinstance(decision, Refused):
+            return sam_cli.Refusal(decision.status, {"error": decision.message})
+        return {"apiKey": key, "apiKeyId": decision.tenant.id} if decision.tenant is not None else None
 
-        service = LocalLambdaHttpService(lambda_runner=runner, port=0, host="127.0.0.1", stderr=log)
-        service.create()
-        self._server = make_server("127.0.0.1", 0, service._app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="modelfn-lambda-endpoint", daemon=True)
+    return admit
+
+
+class _BackgroundServer:
+    """A threaded werkzeug server on 127.0.0.1 in a daemon thread; ``stop()`` ends it (again: nothing)."""
+
+    def __init__(self, app, port: int, name: str) -> None:
+        self._stopped = False
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        # polled every 0.1 s for shutdown (the default 0.5 s, twice over, was most of a clean stop's time)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
 
 
-class FunctionError(Exception):
-    """The function raised, crashed or timed out: API Gateway answers 502 for a Lambda proxy integration."""
+class LambdaEndpoint(_BackgroundServer):
+    """SAM CLI's local Lambda service (what ``sam local start-lambda`` serves: the Invoke API) on 127.0.0.1, for
+    SDK calls the functions make to other functions of the template; stopped with the app."""
+
+    def __init__(self, runner, log) -> None:
+        super().__init__(sam_cli.lambda_invoke_app(runner, log), 0, "modelfn-lambda-endpoint")
 
 
-class ApiGatewayService(LocalApigwService):
-    """SAM's API Gateway emulation, with API Gateway's 502 for function errors and its documented binary rule,
-    and (when ``gate`` is set) its API-key check, usage-plan throttling and quotas."""
-
-    gate: ApiKeyGate | None = None
-
-    def _request_handler(self, **kwargs):
-        if self.gate is not None:
-            route = self._get_current_route(request)
-            decision = self.gate.check(route.function_name, route.path, request.headers.get(API_KEY_HEADER))
-            if isinstance(decision, Refused):
-                body = json.dumps({"error": decision.message})
-                return self.service_response(body, {"Content-Type": "application/json"}, decision.status)
-            g.modelfn_tenant = decision.tenant
-        return super()._request_handler(**kwargs)
-
-    def _generate_lambda_event(self, flask_request, route, method, endpoint):
-        event = super()._generate_lambda_event(flask_request, route, method, endpoint)
-        tenant = getattr(g, "modelfn_tenant", None)
-        if tenant is not None and route.event_type == Route.API:  # API Gateway puts the key into the REST event
-            event["requestContext"]["identity"].update(apiKey=flask_request.headers.get(API_KEY_HEADER), apiKeyId=tenant.id)
-        return event
-
-    def create(self):
-        super().create()
-        self._app.register_error_handler(FunctionError, lambda error: ServiceErrorResponses.lambda_failure_response())
-        # The deployed API maps MISSING_AUTHENTICATION_TOKEN (no such route) to a JSON 404; SAM answers 403.
-        for status in (404, 405):
-            self._app.register_error_handler(status, _no_route)
-
-    def _invoke_lambda_function(self, lambda_function_name, event, tenant_id=None):
-        try:
-            return super()._invoke_lambda_function(lambda_function_name, event, tenant_id)
-        except LambdaResponseParseException:  # SAM answers these with 500; API Gateway with 502
-            raise FunctionError(lambda_function_name) from None
-
-    @staticmethod
-    def _parse_v1_payload_format_lambda_output(lambda_output, binary_types, flask_request, event_type):
-        status, headers, body = LocalApigwService._parse_v1_payload_format_lambda_output(
-            lambda_output, binary_types, flask_request, event_type
-        )
-        # API Gateway decodes a base64 proxy response when the response Content-Type or the request's first
-        # Accept type matches a binary media type; SAM checks only Accept, which clients often omit.
-        if isinstance(body, str) and json.loads(lambda_output).get("isBase64Encoded") is True:
-            content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
-            if "*/*" in binary_types or content_type in binary_types:
-                body = base64.b64decode(body)
-        return status, headers, body
-
-
-def _no_route(error: HTTPException):
-    from flask import jsonify, make_response, request
-
-    message = f"no route {request.method} {request.path}; see GET / or GET /openapi.json for this API's routes"
-    return make_response(jsonify({"error": message}), 404)
-
-
-class ApiServer:
+class ApiServer(_BackgroundServer):
     """The emulated API on 127.0.0.1 in a background thread; ``stop()`` or idle shutdown ends it."""
 
-    def __init__(self, service: LocalApigwService, port: int) -> None:
+    def __init__(self, app, port: int, gate: ApiKeyGate | None = None) -> None:
         self.last_request = time.monotonic()
-        self.gate: ApiKeyGate | None = getattr(service, "gate", None)
-        app = service._app
-        self._server = make_server("127.0.0.1", port, self._guard(app), threaded=True)
-        self.port = self._server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self.gate = gate
+        super().__init__(self._guard(app), port, "modelfn-api")
 
     def _guard(self, app):
         def middleware(environ, start_response):
@@ -240,11 +188,6 @@ class ApiServer:
             return app(environ, start_response)
 
         return middleware
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def wait(self, idle_shutdown: float) -> None:
         """Block until interrupted, or until no request arrived for ``idle_shutdown`` seconds (0: never)."""
@@ -300,16 +243,6 @@ def _cloud(args: Namespace, app: LocalApp):
     return LocalCloud(app)
 
 
-def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end the command like Ctrl-C (SIGINT): the ``with LocalApp`` block then stops every sandbox."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-
-
 def _first_tenant(app: LocalApp, path: str | Path, port: int) -> None:
     """A fresh project has no local tenant, so every model route would answer 403: create ``dev`` on the most
     generous plan and print its key once (`modelfn tenants list --local` shows the tenants later)."""
@@ -327,30 +260,41 @@ def _first_tenant(app: LocalApp, path: str | Path, port: int) -> None:
 
 
 def start_api(args: Namespace) -> int:
-    stop_on_signals()  # SIGTERM/SIGHUP: leaving the contexts below stops every sandbox and moto
-    with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
-        if _report_missing(app):
-            return 2
-        if cloud:
-            cloud.deliver_in_background()
-            print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
-                  "to the functions as they arrive", flush=True)
-        if not args.no_api_keys:
-            _first_tenant(app, args.tenants, args.port)
-        server = app.serve_api(args.port, api_keys=not args.no_api_keys, tenants=args.tenants)
-        routes = ApiProvider(app.stacks, cwd=os.getcwd()).api.routes
-        for route in sorted(routes, key=lambda r: r.path):
-            print(f"  {route.function_name:>18}  {','.join(sorted(route.methods)):<40} {server.url}{route.path}")
-        if server.gate is not None and server.gate.required:
-            print(f"API keys from {args.tenants} are required on model routes (x-api-key header); "
-                  "create one with `modelfn tenants create NAME --plan PLAN --local`")
-        print(f"API listening on {server.url} (Ctrl-C to stop); playground: {server.url}/, OpenAPI: {server.url}/openapi.json",
-              flush=True)
-        try:
-            server.wait(args.idle_shutdown)
-        finally:
-            server.stop()
+    """Serve until idle shutdown or a signal (SIGINT, SIGTERM, SIGHUP; see ``shutdown``): 0 once every sandbox stopped."""
+    stop_on_signals()
+    try:
+        with _app(args, max_sandboxes=args.max_sandboxes) as app, _cloud(args, app) as cloud:
+            if _report_missing(app):
+                return 2
+            _serve(args, app, cloud)
+    except KeyboardInterrupt:  # a signal before the API was up: the contexts above stopped what had started
+        print("interrupted: sandboxes stopped", file=sys.stderr)
+        return 130
     return 0
+
+
+def _serve(args: Namespace, app: LocalApp, cloud) -> None:
+    if cloud:
+        cloud.deliver_in_background()
+        print(f"AWS on {cloud.endpoint} (moto): data bucket {cloud.data_bucket}; S3 and SQS events are delivered "
+              "to the functions as they arrive", flush=True)
+    if not args.no_api_keys:
+        _first_tenant(app, args.tenants, args.port)
+    server = app.serve_api(args.port, api_keys=not args.no_api_keys, tenants=args.tenants)
+    for route in sorted(app.routes(), key=lambda r: r.path):
+        print(f"  {route.function_name:>18}  {','.join(sorted(route.methods)):<40} {server.url}{route.path}")
+    if server.gate is not None and server.gate.required:
+        print(f"API keys from {args.tenants} are required on model routes (x-api-key header); "
+              "create one with `modelfn tenants create NAME --plan PLAN --local`")
+    print(f"API listening on {server.url} (Ctrl-C to stop); playground: {server.url}/, OpenAPI: {server.url}/openapi.json",
+          flush=True)
+    try:
+        server.wait(args.idle_shutdown)
+    finally:  # no new request, no new event delivery, then every sandbox (in-flight invocations answer as crashed)
+        server.stop()
+        if cloud:
+            cloud.stop_delivery()
+        app.close()
 
 
 def _without_deployed_tables(env_vars: dict[str, Any] | None) -> dict[str, Any]:

@@ -97,11 +97,11 @@ class EventSources:
     @classmethod
     def from_template(cls, app: Any, invoke: Invoke, *, visibility_s: int | None = None) -> "EventSources":
         """Create the template's queues, buckets, notifications and tables on the local endpoint, and the mappings."""
-        sources = cls(invoke, region=app.runner.aws_region)
-        resources = app.stacks[0].resources
-        for function in app.functions.get_all():
-            properties = resources.get(function.name, {}).get("Properties", {})
-            env = app.runner.get_invoke_config(function).env_vars.resolve()
+        sources = cls(invoke, region=app.region)
+        resources = app.resources
+        for name in app.function_names():
+            properties = resources.get(name, {}).get("Properties", {})
+            env = app.function_environment(name)
             invoke_config = properties.get("EventInvokeConfig") or {}
             destinations = invoke_config.get("DestinationConfig") or {}
             for event in (properties.get("Events") or {}).values():
@@ -110,7 +110,7 @@ class EventSources:
                     queue = _logical_id(props["Queue"])
                     url, arn = sources.create_queue(queue, resources, visibility_s)
                     sources.queues.append(QueueMapping(
-                        function.name, url, arn, int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                        name, url, arn, int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)),
                         "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
                     ))
                 elif kind == "S3":
@@ -119,7 +119,7 @@ class EventSources:
                     bucket = env.get(names.DATA_BUCKET) or props["Bucket"]["Ref"]
                     sources.create_bucket(bucket)
                     sources.inboxes.append(InboxMapping(
-                        function.name, bucket, prefix,
+                        name, bucket, prefix,
                         _destination(sources, destinations.get("OnFailure"), resources, visibility_s),
                         _destination(sources, destinations.get("OnSuccess"), resources, visibility_s),
                         int(invoke_config.get("MaximumRetryAttempts", ASYNC_RETRIES)),

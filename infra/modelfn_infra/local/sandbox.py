@@ -5,6 +5,11 @@ running awslambdaric with the function's handler, one process tree per sandbox, 
 ``LocalLambdaRunner`` (template, Globals, environment, ``--env-vars``) and ``LocalApigwService``
 (API Gateway emulation) drive it unchanged; only the container is replaced by a host process.
 
+No sandbox outlives the process that started it: each runs in its own session (process group), stopped by
+SIGTERM to the group and SIGKILL after a grace period; ``kill_every_sandbox()`` kills them all by pid (the
+shutdown deadline and ``atexit`` call it); and Linux sends the RIE SIGTERM (it then stops its runtime) when the
+process that started it dies, even by SIGKILL.
+
 Example:
     >>> runtime = HostLambdaRuntime(python=sys.executable)                  # doctest: +SKIP
     >>> runtime.invoke(function_config, '{"inputs": []}', stdout=out, stderr=err)  # doctest: +SKIP
@@ -12,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import json
 import math
 import os
@@ -24,15 +31,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import samcli
-
 from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT
 
-RIE_BINARY = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{'arm64' if os.uname().machine in ('aarch64', 'arm64') else 'x86_64'}"
+STOP_GRACE_S = 3.0
+"""How long a sandbox has to stop after SIGTERM before its process group gets SIGKILL."""
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 FORWARDED_HOST_VARIABLES = ("PATH", "HOME", "LANG", "TMPDIR")
 _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
@@ -79,7 +86,7 @@ class Invocation:
 class Sandbox:
     """One warm execution environment: an RIE process and the runtime it starts on first invoke."""
 
-    def __init__(self, config: Any, python: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Any, python: str, extra_env: dict[str, str] | None = None, *, rie: Path) -> None:
         self.memory_mb = int(config.memory or 128)
         self.timeout_s = int(config.timeout or 3)
         self.port, runtime_api_port = free_port(), free_port()
@@ -98,17 +105,15 @@ class Sandbox:
             AWS_LAMBDA_FUNCTION_TIMEOUT=str(self.timeout_s),
         )
         command = [
-            str(RIE_BINARY),
+            str(rie),
             "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             "--runtime-api-address", f"127.0.0.1:{runtime_api_port}",
             python, "-m", "awslambdaric", config.handler,
         ]
         self._lines: list[str] = []
         self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            command, cwd=code_dir, env=environment, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.process = _spawn(command, cwd=code_dir, env=environment)
+        _LIVE.add(self)
         threading.Thread(target=self._read_output, daemon=True).start()
         self._wait_until_listening()
 
@@ -137,14 +142,25 @@ class Sandbox:
         lines = self._lines_until_report(mark, wait_s=0.0 if crashed else 2.0)
         return Invocation(payload, [line for line in lines if not _RIE_LINE.match(line)], self._report(lines, elapsed_ms), crashed)
 
-    def stop(self) -> None:
-        if self.alive:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=3)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.process.pid, signal.SIGKILL)
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM to the sandbox's process group (the RIE stops its runtime), SIGKILL to what is left after ``grace_s``."""
+        self.terminate()
+        self.finish(time.monotonic() + grace_s)
+
+    def terminate(self) -> None:
+        """Ask the whole sandbox to stop (returns at once; ``finish`` waits)."""
+        if self.process.returncode is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+
+    def finish(self, deadline: float) -> None:
+        """Wait until ``deadline`` (monotonic) for the RIE to exit, then SIGKILL its process group and reap it."""
+        pid = self.process.pid
+        while not _exited(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.process.returncode is None:  # not reaped yet, so the group id is still this sandbox's
+            _signal_group(pid, signal.SIGKILL)
         self.process.wait()
+        _LIVE.discard(self)
 
     def _report(self, lines: list[str], elapsed_ms: float) -> Report:
         text = "\n".join(lines)
@@ -192,6 +208,7 @@ class Sandbox:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if not self.alive:
+                self.finish(0)
                 raise RuntimeError("the Lambda RIE exited at start:\n" + "\n".join(self._lines[-20:]))
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -204,7 +221,10 @@ class Sandbox:
 class HostLambdaRuntime:
     """SAM's ``LambdaRuntime`` interface, running functions as warm host sandboxes instead of containers."""
 
-    def __init__(self, python: str = sys.executable, max_sandboxes: int = 2) -> None:
+    def __init__(self, python: str = sys.executable, max_sandboxes: int = 2, rie: Path | None = None) -> None:
+        if rie is None:
+            from .sam_cli import RIE_BINARY as rie
+        self.rie = rie
         self.python = python
         self.max_sandboxes = max_sandboxes
         self.extra_env: dict[str, str] = {}
@@ -248,8 +268,11 @@ class HostLambdaRuntime:
             self._all.clear()
             self._idle.clear()
             self._available.notify_all()
+        for sandbox in sandboxes:  # all at once: shutdown takes one grace period, not one per sandbox
+            sandbox.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
         for sandbox in sandboxes:
-            sandbox.stop()
+            sandbox.finish(deadline)
 
     @property
     def sandbox_pids(self) -> list[int]:
@@ -265,6 +288,7 @@ class HostLambdaRuntime:
                 idle = self._idle.setdefault(config.name, [])
                 while idle and not idle[-1].alive:  # a sandbox that died while idle is noticed here, not on invoke
                     dead = idle.pop()
+                    dead.finish(0)  # reaps what is left of it
                     self._all.discard(dead)
                     self._count[config.name] -= 1
                 if idle:
@@ -274,7 +298,7 @@ class HostLambdaRuntime:
                     break
                 self._available.wait()
         try:
-            sandbox = Sandbox(config, self.python, self.extra_env)
+            sandbox = Sandbox(config, self.python, self.extra_env, rie=self.rie)
         except Exception:
             with self._available:
                 self._count[config.name] -= 1
@@ -311,6 +335,68 @@ def _lambda_error_shape(payload: bytes) -> tuple[bytes, bool]:
         return payload, False
     crashed = isinstance(body, dict) and str(body.get("errorType", "")).startswith("Runtime.")
     return payload, crashed
+
+
+_LIVE: set[Sandbox] = set()
+"""Every sandbox of this process not yet stopped (set operations are atomic under the GIL: no lock, so a signal
+handler can read it whatever the interrupted thread was doing)."""
+
+
+def kill_every_sandbox() -> list[int]:
+    """SIGKILL every sandbox's process group now, by pid; the pids signalled. For deadlines and exits, not for stops."""
+    killed = []
+    for sandbox in tuple(_LIVE):
+        if sandbox.process.returncode is None:
+            _signal_group(sandbox.process.pid, signal.SIGKILL)
+            killed.append(sandbox.process.pid)
+    return killed
+
+
+atexit.register(kill_every_sandbox)  # whatever path the process leaves by, short of os._exit and SIGKILL
+
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelfn-sandbox-spawner")
+"""Sandboxes start from this one long-lived thread: Linux sends the parent-death signal when the *thread* that
+forked a child ends, and request threads end after each request."""
+
+
+def _spawn(command: list[str], **popen: Any) -> subprocess.Popen:
+    """Start ``command`` in its own session, output piped, told SIGTERM when this process dies (Linux)."""
+    return _SPAWNER.submit(
+        subprocess.Popen, command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=_parent_death_signal(os.getpid()), **popen,
+    ).result()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal(parent: int):
+    """A ``preexec_fn`` that asks Linux for SIGTERM when ``parent`` dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+
+    def set_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return set_signal
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _exited(pid: int) -> bool:
+    """True once child ``pid`` has exited, without reaping it (its pid, and so its group id, stay reserved)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
 
 
 def _children(pid: int) -> list[int]:
