@@ -266,3 +266,47 @@ def test_the_batch_limit_stays_with_the_server(toy_model):
     small = InferenceService(toy_model, limits=Limits(max_batch_size=1), meter=RecordingMeter())
     response = small.handle(post("/v1/models/toy:predict", {"instances": [ROW, ROW]}))
     assert response.status == 400 and "at most 1" in body_json(response)["error"]
+
+
+# --- what the peer fuzzer found (tests/local/test_fuzz_api.py), one regression test each -------------------------
+
+def test_classification_of_an_empty_batch_is_an_empty_answer(service):
+    """Was a 500: numpy cannot infer the class dimension (-1) of an empty batch."""
+    body = {"inputs": [features([], [0, 4]), {**IDS_INPUT, "data": [], "shape": [0, 3]}],
+            "outputs": [{"name": "probs", "parameters": {"classification": 2}}]}
+    response = service.handle(post("/v2/models/toy/infer", body))
+    assert response.status == 200, response.body
+    assert body_json(response)["outputs"] == [{"name": "probs", "datatype": "BYTES", "shape": [0, 2], "data": []}]
+
+
+def test_binary_data_size_without_a_binary_section_is_400(service):
+    """Was accepted for an empty tensor (binary_data_size 0) though the document allows it only with the binary extension."""
+    body = {"inputs": [features([], [0, 4]), {**IDS_INPUT, "data": [], "shape": [0, 3]}]}
+    del body["inputs"][0]["data"]
+    body["inputs"][0]["parameters"] = {"binary_data_size": 0}
+    response = service.handle(post("/v2/models/toy/infer", body))
+    assert response.status == 400 and "Inference-Header-Content-Length" in body_json(response)["error"]
+
+
+def test_nulls_the_server_reads_as_absent_are_documented(service):
+    """Was ST201 (a schema-violating request accepted): ``"classification": null`` and the other optional nulls."""
+    body = {"inputs": [features(parameters=None), IDS_INPUT], "id": None, "parameters": None,
+            "outputs": [{"name": "probs", "parameters": {"classification": None, "binary_data": False}}]}
+    assert contract_of(service).validator({"$ref": "#/components/schemas/toy.InferRequest"}).is_valid(body)
+    assert service.handle(post("/v2/models/toy/infer", body)).status == 200
+
+
+def test_every_route_documents_the_gateway_and_error_answers(service):
+    """Were undocumented: 403 and 429 (API Gateway's), 503 (not ready, with Retry-After)."""
+    document = contract_of(service).document
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            statuses = set(operation["responses"])
+            assert {"200", "400", "413", "415", "429", "500"} <= statuses, path
+            assert ("403" in statuses) == (operation["security"] != []), path
+            if path.startswith(("/v1/models", "/v2/models")):
+                assert {"403", "404", "503"} <= statuses, path
+    assert "Retry-After" in document["components"]["responses"]["NotReady"]["headers"]
+    assert "Allow" in document["components"]["responses"]["MethodNotAllowed"]["headers"]
