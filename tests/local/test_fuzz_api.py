@@ -9,7 +9,7 @@ run. Its checks: ``not_a_server_error``, ``status_code_conformance``, ``content_
 sends TRACE, which API Gateway does not route to a function: the local API answers it with the gateway's 404.
 Every other method's 405 and its Allow header are checked below, against the same document.)
 
-Budget: ``MODELFN_FUZZ_API_EXAMPLES`` cases per operation and phase (default 20: about 1,000 cases, one to two
+Budget: ``MODELFN_FUZZ_API_EXAMPLES`` cases per operation and phase (default 30: about 1,400 cases, one to two
 minutes on a busy 2-core machine) with a fixed ``MODELFN_FUZZ_API_SEED`` (default 18), so that CI's run is the same
 every time; ``MODELFN_FUZZ_API_SECONDS`` turns it into a run of that many seconds (schemathesis repeats its phases
 until they are spent), as ``make fuzz`` does. Nothing is timed as a pass condition: a run that outlives its budget
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 FUZZER = REPO / ".venv" / "fuzz" / "bin" / "st"
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
           "response_schema_conformance,negative_data_rejection")
-EXAMPLES = int(os.environ.get("MODELFN_FUZZ_API_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("MODELFN_FUZZ_API_EXAMPLES", "30"))
 SECONDS = int(os.environ.get("MODELFN_FUZZ_API_SECONDS", "0"))
 SEED = int(os.environ.get("MODELFN_FUZZ_API_SEED", "18"))
 GRACE_S = 900
