@@ -10,7 +10,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml infra/scan-requirements.txt infra/peer-requirements.txt
+$(INSTALLED): pyproject.toml infra/scan-requirements.txt infra/peer-requirements.txt infra/fuzz-requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -18,6 +18,8 @@ $(INSTALLED): pyproject.toml infra/scan-requirements.txt infra/peer-requirements
 	$(VENV)/tools/bin/pip install --quiet -r infra/scan-requirements.txt
 	$(PYTHON) -m venv $(VENV)/peers
 	$(VENV)/peers/bin/pip install --quiet -r infra/peer-requirements.txt
+	$(PYTHON) -m venv $(VENV)/fuzz
+	$(VENV)/fuzz/bin/pip install --quiet -r infra/fuzz-requirements.txt
 	touch $@
 
 demo: $(INSTALLED)
@@ -29,9 +31,11 @@ demo-events: $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m pytest
 
-# The long runs behind RELIABILITY.md: 20,000 fuzz cases per property; 10,000 requests of load plus a fault run.
+# The long runs behind RELIABILITY.md: 20,000 fuzz cases per property, schemathesis against the local API for up to
+# 30 minutes (MODELFN_FUZZ_API_*); 10,000 requests of load plus a fault run.
 fuzz: $(INSTALLED)
 	MODELFN_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -p no:cacheprovider tests/runtime/test_fuzz.py
+	MODELFN_FUZZ_API_EXAMPLES=400 MODELFN_FUZZ_API_SECONDS=1800 $(PY) -m pytest -q -s -p no:cacheprovider tests/local/test_fuzz_api.py
 
 load: $(INSTALLED)
 	$(PY) -m modelfn_infra.load --requests 10000 --clients 4 --fault-requests 2000 --json load-figures.json

@@ -1,312 +1,213 @@
-"""The API's OpenAPI 3.1 description, generated from the model cards (never written by hand).
+"""The API's OpenAPI 3.1 description, generated from the model cards (never written by hand): the contract.
 
-Every route the service answers is described; each model gets its own request and response schemas for
-both protocols, derived from its card's input and output names, datatypes and shapes:
+Every route the API answers is described, with every status it can answer:
 
-* Open Inference Protocol: ``{"inputs": [{"name", "shape", "datatype", "data"}]}`` with the name and
-  datatype fixed and the shape's rank and fixed dimensions checked; binary tensors as
-  ``application/octet-stream``.
-* TensorFlow Serving: ``instances`` (one entry per example, nested exactly as the example's shape) or
-  ``inputs`` (columnar), and the matching ``predictions`` / ``outputs``.
+* 200 and the route's own schemas: per model, request and response schemas for both protocols, derived from
+  its card and exactly as strict as the server (``openapi_schemas``); binary tensors as ``application/octet-stream``
+  with ``Inference-Header-Content-Length``;
+* the errors, each ``{"error": "<what was wrong and how to fix it>"}`` (``components/responses``): 400, 404 (model
+  routes), 413, 415, 500, 503 (not ready, with ``Retry-After``); API Gateway's own 403 (no valid ``x-api-key`` on a
+  keyed route), 429 (a usage plan's rate or quota, or the stage's throttle; API Gateway sends no ``Retry-After``:
+  back off), 502 (the function failed) and 504 (it ran past the integration timeout);
+* 405 with ``Allow`` for any other method on a documented path (``components/responses/MethodNotAllowed``;
+  OpenAPI has no place for a path's undocumented methods, so each path item's description says so); HEAD is
+  answered wherever GET is, with GET's status and headers and no body.
 
+Which routes need a key: every route but ``OPEN_OPERATIONS`` (the template's open ServerFunction events).
 OpenAPI 3.1 schemas are JSON Schema 2020-12, so any JSON Schema validator checks requests against them.
 
 Example:
-    >>> from modelfn_runtime.modelcard import ModelCard
     >>> document = openapi_document([], "0.1.0")
     >>> document["openapi"], "/v2/health/ready" in document["paths"]
     ('3.1.0', True)
+    >>> sorted(document["paths"]["/v2/health/ready"]["get"]["responses"])
+    ['200', '400', '413', '415', '429', '500', '502', '503', '504']
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .modelcard import ModelCard, TensorSpec
+from . import openapi_schemas as schemas
+from .modelcard import ModelCard
 from .protocols import oip_routes, server_routes, tfserving_routes
 from .protocols.routing import Route
-from .protocols.tfserving_routes import SIGNATURE
 
 OPENAPI_VERSION = "3.1.0"
+API_KEY_HEADER = "x-api-key"
+OPEN_OPERATIONS = frozenset(route.operation for route in server_routes.ROUTES if route.open)
+"""Operations API Gateway answers without an API key (the catalog's open ServerFunction events); the rest need one."""
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_LEAVES: dict[str, dict[str, Any]] = {
-    "BOOL": {"type": ["boolean", "integer"]},
-    "BYTES": {"type": "string"},
-    "FP16": {"type": "number"},
-    "FP32": {"type": "number"},
-    "FP64": {"type": "number"},
+OTHER_METHODS = "Any other method answers 405 with an Allow header (#/components/responses/MethodNotAllowed); HEAD answers wherever GET does."
+ERRORS: dict[str, tuple[str, str]] = {
+    "400": ("BadRequest", "the request is malformed or does not fit the model's signature; the message says what to fix"),
+    "403": ("Forbidden", "API Gateway: no valid API key in the x-api-key header (this route needs one)"),
+    "404": ("NotFound", "no such model or version here; the message lists the served ones to a caller with a key"),
+    "405": ("MethodNotAllowed", "the path does not answer this method; Allow lists the ones it does"),
+    "413": ("PayloadTooLarge", "the request or response is over Lambda's 6 MB synchronous limit; the message names the "
+                               "asynchronous way (S3, SQS)"),
+    "415": ("UnsupportedMediaType", "the Content-Type or Content-Encoding is not one this API reads"),
+    "429": ("TooManyRequests", "API Gateway: the key's usage plan (rate or quota) or the stage's throttle refused the "
+                               "request; no Retry-After is sent: retry after a short, growing wait"),
+    "500": ("InternalError", "the function failed while serving a valid request: a bug, logged with the request id"),
+    "502": ("BadGateway", "API Gateway: the function crashed or answered something that is not an HTTP response"),
+    "503": ("NotReady", "the model cannot serve yet (loading, or its artifact is unreadable); retry after Retry-After seconds"),
+    "504": ("GatewayTimeout", "API Gateway: the function ran past the integration timeout"),
 }
-_DATA_SCHEMAS = {"number": "NumberData", "integer": "IntegerData", "boolean": "BoolData", "string": "StringData"}
+ANY_REQUEST = ("400", "413", "415", "429", "500", "502", "504")
+"""What any route can answer: a body in an unreadable Content-Encoding (400, 415) or over the limit (413), the
+stage's throttle (429), and the function or API Gateway failing (500, 502, 504)."""
 
 
 def openapi_document(cards: list[ModelCard], server_version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for an API serving ``cards`` (sorted by model name)."""
-    paths: dict[str, Any] = {
-        server_routes.PLAYGROUND.path: {"get": _operation(
-            server_routes.PLAYGROUND.operation,
-            "The browser playground (Accept: text/html): every model, its signature and a request form; "
-            'otherwise KServe v1 liveness, {"status": "alive"}.',
-            {"200": {"description": "HTML page, or liveness as JSON",
-                     "content": {"text/html": {"schema": {"type": "string"}},
-                                 "application/json": {"schema": {"type": "object", "required": ["status"],
-                                                                 "properties": {"status": {"const": "alive"}}}}}}},
-            tag="server")},
-        server_routes.OPENAPI.path: {"get": _operation(server_routes.OPENAPI.operation, "This document.", {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})},
-                                            tag="server")},
-        server_routes.LIVE.path: {"get": _operation(server_routes.LIVE.operation, "Server liveness.", {"200": _json_response("live", _flag("live"))}, tag="server")},
-        server_routes.READY.path: {"get": _operation(server_routes.READY.operation, "Server readiness.", {"200": _json_response("ready", _flag("ready"))}, tag="server")},
-        server_routes.METADATA.path: {"get": _operation(server_routes.METADATA.operation, "Server name, version and protocol extensions.",
-                                  {"200": _json_response("server metadata", {"$ref": "#/components/schemas/ServerMetadata"})},
-                                  tag="server")},
+    cards = sorted(cards, key=lambda c: c.name)
+    paths: dict[str, Any] = _server_paths()
+    components: dict[str, Any] = {
+        "schemas": _common_schemas(),
+        "responses": _error_responses(),
+        "headers": {
+            "Retry-After": {"description": "seconds to wait before trying again", "required": True,
+                            "schema": {"type": "integer", "minimum": 0}},
+            "Allow": {"description": "the methods this path answers", "required": True, "schema": {"type": "string"}},
+        },
+        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+                                       "description": "a tenant's key (`modelfn tenants create NAME --plan PLAN`)"}},
     }
-    schemas: dict[str, Any] = _common_schemas()
-    for card in sorted(cards, key=lambda c: c.name):
+    for card in cards:
         model_paths, model_schemas = _model(card)
         paths.update(model_paths)
-        schemas.update(model_schemas)
+        components["schemas"].update(model_schemas)
+    for item in paths.values():
+        item["description"] = OTHER_METHODS
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "modelfn",
             "version": server_version,
             "description": "Model as a Service: Open Inference Protocol v2 (KServe/Triton) and TensorFlow Serving REST, "
-            "one AWS Lambda function per model. Generated from the model cards.",
+            "one AWS Lambda function per model. Generated from the model cards. Every error is "
+            '{"error": "<what was wrong and how to fix it>"}.',
         },
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
-        "tags": [{"name": "server"}] + [{"name": card.name, "description": card.description} for card in sorted(cards, key=lambda c: c.name)],
+        "tags": [{"name": "server"}] + [{"name": card.name, "description": card.description} for card in cards],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": components,
     }
 
 
-def example_shape(spec: TensorSpec) -> list[int]:
-    """The shape of one example: the batch dimension dropped when the first dimension is dynamic."""
-    return spec.shape[1:] if spec.shape and spec.shape[0] == -1 else list(spec.shape)
+def _server_paths() -> dict[str, Any]:
+    alive = {"type": "object", "required": ["status"], "properties": {"status": {"const": "alive"}}}
+    root = {"200": {"description": "HTML page (Accept: text/html), or KServe v1 liveness as JSON",
+                    "content": {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": alive}}}}
+    operations = [
+        (server_routes.PLAYGROUND, "The browser playground (Accept: text/html): every model, its signature and a request form; "
+              'otherwise KServe v1 liveness, {"status": "alive"}.', root),
+        (server_routes.OPENAPI, "This document.", {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})}),
+        (server_routes.LIVE, "Server liveness.", {"200": _json_response("live", _flag("live"))}),
+        (server_routes.READY, "Server readiness: every model function can serve.",
+         {"200": _json_response("ready", _flag("ready"))}),
+        (server_routes.METADATA, "Server name, version and protocol extensions.",
+         {"200": _json_response("server metadata", {"$ref": "#/components/schemas/ServerMetadata"})}),
+    ]
+    return {route.path: {route.method.lower(): _operation(route.operation, route.operation, summary, responses, tag="server")}
+            for route, summary, responses in operations}
 
 
 def _model(card: ModelCard) -> tuple[dict[str, Any], dict[str, Any]]:
     name, key = card.name, _key(card.name)
-    schemas = {
-        f"{key}.InferRequest": _infer_request(card),
-        f"{key}.InferResponse": _infer_response(card),
-        f"{key}.PredictRequest": _predict_request(card),
-        f"{key}.PredictResponse": _predict_response(card),
-        f"{key}.ModelMetadata": _model_metadata(card),
+    model_schemas = {
+        f"{key}.InferRequest": schemas.infer_request(card),
+        f"{key}.InferResponse": schemas.infer_response(card),
+        f"{key}.PredictRequest": schemas.predict_request(card),
+        f"{key}.PredictResponse": schemas.predict_response(card),
+        f"{key}.ModelMetadata": schemas.model_metadata(card),
     }
     ref = {schema: {"$ref": f"#/components/schemas/{key}.{schema}"} for schema in
            ("InferRequest", "InferResponse", "PredictRequest", "PredictResponse", "ModelMetadata")}
+    binary = {"type": "string", "format": "binary"}
     infer_body = {
         "required": True,
         "content": {
-            "application/json": {"schema": ref["InferRequest"]},
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary",
-                           "description": "binary tensor extension: the JSON header (its length in "
-                           "Inference-Header-Content-Length) then raw tensors"},
-            },
+            "application/json": {"schema": ref["InferRequest"], "example": schemas.infer_example(card)},
+            "application/octet-stream": {"schema": {**binary, "description": "binary tensor extension: the JSON header "
+                                         "(as InferRequest, except that a binary input carries parameters.binary_data_size "
+                                         "instead of data; its length in Inference-Header-Content-Length), then the raw "
+                                         "tensors in input order"}},
         },
     }
-    infer_responses = {
-        "200": {
-            "description": "inference result",
-            "content": {"application/json": {"schema": ref["InferResponse"]},
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-        },
-        **_errors("400", "404", "413", "415"),
-    }
-    predict_body = {"required": True, "content": {"application/json": {"schema": ref["PredictRequest"]}}}
+    infer_ok = {"description": "inference result",
+                "content": {"application/json": {"schema": ref["InferResponse"]},
+                            "application/octet-stream": {"schema": {**binary, "description": "binary outputs: the JSON "
+                                                         "header (InferResponse; its length in Inference-Header-Content-"
+                                                         "Length) then the raw tensors"}}},
+                "headers": {"Inference-Header-Content-Length": {"description": "binary responses: the JSON header's length",
+                                                                "schema": {"type": "integer", "minimum": 1}}}}
     status = {
         "type": "object",
         "required": ["model_version_status"],
         "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}},
                        "name": {"const": card.name}, "ready": {"type": "boolean"}},
     }
+    ready = {"type": "object", "required": ["name", "ready"], "properties": {"name": {"const": name}, "ready": {"type": "boolean"}}}
     operations: dict[Route, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
         oip_routes.MODEL_METADATA: ("Model metadata from the card (OIP).",
-                                    {"200": _json_response("model metadata", ref["ModelMetadata"]), **_errors("404")}, None),
-        oip_routes.MODEL_READY: ("Model readiness (OIP).",
-                                 {"200": _json_response("readiness", _model_ready(card)), **_errors("404")}, None),
-        oip_routes.INFER: (f"Run {name} (Open Inference Protocol, JSON or binary tensors).", infer_responses, infer_body),
-        tfserving_routes.STATUS: ("Model version status (TF Serving).",
-                                  {"200": _json_response("status", status), **_errors("404")}, None),
+                               _json_response("model metadata", ref["ModelMetadata"]), None),
+        oip_routes.MODEL_READY: ("Model readiness (OIP).", _json_response("readiness", ready), None),
+        oip_routes.INFER: (f"Run {name} (Open Inference Protocol, JSON or binary tensors).",
+                                     infer_ok, infer_body),
+        tfserving_routes.STATUS: ("Model version status (TF Serving).", _json_response("status", status), None),
         tfserving_routes.METADATA: ("Signature (TF Serving).",
-                                    {"200": _json_response("metadata", {"type": "object"}), **_errors("404")}, None),
+                                        _json_response("metadata", {"type": "object"}), None),
         tfserving_routes.PREDICT: (f"Run {name} (TensorFlow Serving, row or columnar form).",
-                                   {"200": _json_response("predictions", ref["PredictResponse"]), **_errors("400", "404", "413", "415")},
-                                   predict_body),
+                                       _json_response("predictions", ref["PredictResponse"]),
+                                       {"required": True, "content": {"application/json": {
+                                           "schema": ref["PredictRequest"], "example": schemas.predict_example(card)}}}),
     }
     paths: dict[str, Any] = {}
     version_parameter = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": [card.version]}}
-    for route, (summary, responses, body) in operations.items():
+    header_length = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+                     "description": "binary tensor extension: the JSON header's byte length (application/octet-stream bodies)",
+                     "schema": {"type": "integer", "minimum": 1}}
+    for route, (summary, ok, body) in operations.items():
         for versioned in (False, True):
             path = route.path_for(name, "{version}") if versioned else route.path_for(name)
-            op = _operation(f"{key}.{route.operation}{'.versioned' if versioned else ''}", summary, responses, tag=name)
+            operation = route.operation
+            op = _operation(f"{key}.{operation}{'.versioned' if versioned else ''}", operation, summary, {"200": ok}, tag=name)
+            parameters = ([version_parameter] if versioned else []) + ([header_length] if route is oip_routes.INFER else [])
+            if parameters:
+                op["parameters"] = parameters
             if body is not None:
                 op["requestBody"] = body
-            if versioned:
-                op["parameters"] = [version_parameter]
             paths[path] = {route.method.lower(): op}
-    return paths, schemas
+    return paths, model_schemas
 
 
-def _infer_request(card: ModelCard) -> dict[str, Any]:
-    inputs = [_oip_tensor(spec, request=True) for spec in card.inputs]
-    outputs = {
-        "type": "array",
-        "items": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"enum": [spec.name for spec in card.outputs]},
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "binary_data": {"type": "boolean"},
-                        "classification": {"type": "integer", "minimum": 1,
-                                           "description": "Triton classification extension: the top-k classes as 'score:index[:label]'"},
-                    },
-                },
-            },
-        },
-    }
-    return {
-        "type": "object",
-        "required": ["inputs"],
-        "properties": {
-            "id": {"type": "string"},
-            "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
-            "inputs": {"type": "array", "minItems": len(card.inputs), "maxItems": len(card.inputs),
-                       "items": {"oneOf": inputs}},
-            "outputs": outputs,
-        },
-    }
+def _errors_of(operation: str) -> tuple[str, ...]:
+    """The error statuses ``operation`` can answer (405 is a path's, for the methods it does not document)."""
+    statuses = set(ANY_REQUEST)
+    if operation not in OPEN_OPERATIONS:
+        statuses.add("403")
+    if operation not in OPEN_OPERATIONS and operation != "openapi":  # a model's routes
+        statuses.update(("404", "503"))
+    if operation == "ready":
+        statuses.add("503")
+    return tuple(sorted(statuses))
 
 
-def _infer_response(card: ModelCard) -> dict[str, Any]:
-    outputs = [_oip_tensor(spec, request=False) for spec in card.outputs]
-    return {
-        "type": "object",
-        "required": ["model_name", "outputs"],
-        "properties": {
-            "model_name": {"const": card.name},
-            "model_version": {"const": card.version},
-            "id": {"type": "string"},
-            "outputs": {"type": "array", "items": {"oneOf": outputs}},
-        },
-    }
-
-
-def _oip_tensor(spec: TensorSpec, *, request: bool) -> dict[str, Any]:
-    """One named tensor of the OIP JSON form; a response may carry a classification's BYTES instead."""
-    shape = {
-        "type": "array",
-        "minItems": len(spec.shape),
-        "maxItems": len(spec.shape),
-        "prefixItems": [{"const": dim} if dim >= 0 else {"type": "integer", "minimum": 0} for dim in spec.shape],
-        "items": False,
-    }
-    if request:
-        return {
-            "type": "object",
-            "required": ["name", "shape", "datatype", "data"],
-            "properties": {"name": {"const": spec.name}, "shape": shape, "datatype": {"const": spec.datatype},
-                           "data": _data_ref(spec.datatype), "parameters": {"type": "object"}},
-        }
-    return {
-        "type": "object",
-        "required": ["name", "shape", "datatype"],
-        "properties": {
-            "name": {"const": spec.name},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"enum": sorted({spec.datatype, "BYTES"})},
-            "data": {"anyOf": [_data_ref(spec.datatype), _data_ref("BYTES")]},
-            "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
-        },
-    }
-
-
-def _predict_request(card: ModelCard) -> dict[str, Any]:
-    if len(card.inputs) == 1:
-        spec = card.inputs[0]
-        instance, columns = _nested(example_shape(spec), spec.datatype), {"anyOf": [_nested(spec.shape, spec.datatype), _by_name(card.inputs, batch=True)]}
-    else:
-        instance, columns = _by_name(card.inputs, batch=False), _by_name(card.inputs, batch=True)
-    return {
-        "type": "object",
-        "properties": {
-            "signature_name": {"enum": [SIGNATURE]},
-            "instances": {"type": "array", "minItems": 1, "items": instance},
-            "inputs": columns,
-        },
-        "oneOf": [{"required": ["instances"], "not": {"required": ["inputs"]}},
-                  {"required": ["inputs"], "not": {"required": ["instances"]}}],
-    }
-
-
-def _predict_response(card: ModelCard) -> dict[str, Any]:
-    if len(card.outputs) == 1:
-        spec = card.outputs[0]
-        row, columns = _nested(example_shape(spec), spec.datatype), _nested(spec.shape, spec.datatype)
-    else:
-        row, columns = _by_name(card.outputs, batch=False), _by_name(card.outputs, batch=True)
-    return {
-        "type": "object",
-        "properties": {"predictions": {"type": "array", "items": row}, "outputs": columns},
-        "oneOf": [{"required": ["predictions"]}, {"required": ["outputs"]}],
-    }
-
-
-def _by_name(specs: list[TensorSpec], *, batch: bool) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": [spec.name for spec in specs] if not batch else [],
-        "properties": {spec.name: _nested(spec.shape if batch else example_shape(spec), spec.datatype) for spec in specs},
-        "additionalProperties": False,
-    }
-
-
-def _nested(shape: list[int], datatype: str) -> dict[str, Any]:
-    """Nested arrays exactly as ``shape`` (``-1``: any length) with ``datatype`` leaves."""
-    schema: dict[str, Any] = dict(_leaf(datatype))
-    for dim in reversed(shape):
-        schema = {"type": "array", "items": schema, **({"minItems": dim, "maxItems": dim} if dim >= 0 else {})}
-    return schema
-
-
-def _leaf(datatype: str) -> dict[str, Any]:
-    return _LEAVES.get(datatype, {"type": "integer"})
-
-
-def _data_ref(datatype: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{_DATA_SCHEMAS[_json_type(datatype)]}"}
-
-
-def _json_type(datatype: str) -> str:
-    leaf = _leaf(datatype)["type"]
-    return "boolean" if isinstance(leaf, list) else leaf
-
-
-def _model_metadata(card: ModelCard) -> dict[str, Any]:
-    def tensors(specs: list[TensorSpec]) -> dict[str, Any]:
-        return {"type": "array", "items": {"type": "object", "required": ["name", "datatype", "shape"]},
-                "minItems": len(specs), "maxItems": len(specs)}
-
-    return {
-        "type": "object",
-        "required": ["name", "versions", "platform", "inputs", "outputs"],
-        "properties": {"name": {"const": card.name}, "versions": {"type": "array", "items": {"type": "string"}},
-                       "platform": {"type": "string"}, "inputs": tensors(card.inputs), "outputs": tensors(card.outputs)},
-        "description": "inputs: " + ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in card.inputs)
-        + "; outputs: " + ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in card.outputs),
-    }
-
-
-def _model_ready(card: ModelCard) -> dict[str, Any]:
-    return {"type": "object", "required": ["name", "ready"], "properties": {"name": {"const": card.name}, "ready": {"type": "boolean"}}}
+def _error_responses() -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, (name, description) in ERRORS.items():
+        response = _json_response(description, ERROR_REF)
+        if status in ("405", "503"):
+            header = "Allow" if status == "405" else "Retry-After"
+            response["headers"] = {header: {"$ref": f"#/components/headers/{header}"}}
+        responses[name] = response
+    return responses
 
 
 def _common_schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {
+    return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
                   "description": "what was wrong and how to fix it"},
         "ServerMetadata": {
@@ -316,26 +217,21 @@ def _common_schemas() -> dict[str, Any]:
                            "extensions": {"type": "array", "items": {"type": "string"}}},
         },
     }
-    for leaf, schema_name in _DATA_SCHEMAS.items():
-        leaf_schema = {"type": ["boolean", "integer"]} if leaf == "boolean" else {"type": leaf}
-        schemas[schema_name] = {
-            "type": "array",
-            "description": f"tensor data, flat (row-major) or nested, of {leaf} elements",
-            "items": {"anyOf": [leaf_schema, {"$ref": f"#/components/schemas/{schema_name}"}]},
-        }
-    return schemas
 
 
-def _operation(operation_id: str, summary: str, responses: dict[str, Any], *, tag: str) -> dict[str, Any]:
-    return {"operationId": operation_id, "summary": summary, "tags": [tag], "responses": responses}
+def _operation(operation_id: str, operation: str, summary: str, responses: dict[str, Any], *, tag: str) -> dict[str, Any]:
+    errors = {status: {"$ref": f"#/components/responses/{ERRORS[status][0]}"} for status in _errors_of(operation)}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "security": [] if operation in OPEN_OPERATIONS else [{"apiKey": []}],
+        "responses": {**responses, **errors},
+    }
 
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: str) -> dict[str, Any]:
-    return {status: _json_response("error", ERROR_REF) for status in statuses}
 
 
 def _flag(name: str) -> dict[str, Any]:

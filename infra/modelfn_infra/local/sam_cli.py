@@ -242,7 +242,7 @@ class _ApiGatewayService(LocalApigwService):
             if isinstance(decision, Refusal):
                 return self.service_response(json.dumps(decision.body), {"Content-Type": "application/json"}, decision.status)
             g.modelfn_identity = decision
-        return super()._request_handler(**kwargs)
+        return _as_gateway_error(super()._request_handler(**kwargs))
 
     def _generate_lambda_event(self, flask_request, route, method, endpoint):
         event = super()._generate_lambda_event(flask_request, route, method, endpoint)
@@ -253,7 +253,7 @@ class _ApiGatewayService(LocalApigwService):
 
     def create(self):
         super().create()
-        self._app.register_error_handler(FunctionError, lambda error: ServiceErrorResponses.lambda_failure_response())
+        self._app.register_error_handler(FunctionError, lambda error: _as_gateway_error(ServiceErrorResponses.lambda_failure_response()))
         # The deployed API maps MISSING_AUTHENTICATION_TOKEN (no such route) to a JSON 404; SAM answers 403.
         for status in (404, 405):
             self._app.register_error_handler(status, _no_route)
@@ -276,6 +276,15 @@ class _ApiGatewayService(LocalApigwService):
             if "*/*" in binary_types or content_type in binary_types:
                 body = base64.b64decode(body)
         return status, headers, body
+
+
+def _as_gateway_error(response: Any) -> Any:
+    """SAM answers a failed function with ``{"message": "Internal server error"}``; the deployed API's DEFAULT_5XX
+    gateway response (catalog.ERROR_TEMPLATE) writes ``{"error": ...}``, the one error shape the OpenAPI document
+    promises."""
+    if getattr(response, "status_code", None) == 502 and response.is_json and set(response.get_json(silent=True) or {}) == {"message"}:
+        response.set_data(json.dumps({"error": response.get_json()["message"]}))
+    return response
 
 
 def _no_route(error: Exception):

@@ -76,7 +76,7 @@ def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = 
     """The request's tensors, each checked against ``card`` (name, datatype, shape, batch size) before it is built."""
     limits = limits or Limits()
     if isinstance(request.parsed, dict):  # a trigger that received JSON already (direct invoke, SQS)
-        header, binary, payload = memoryview(b""), memoryview(b""), request.parsed
+        header, binary, payload = memoryview(b""), None, request.parsed
     else:
         check_content_type(request.content_type)
         header, binary = _split_body(request)
@@ -96,7 +96,7 @@ def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = 
         array, used = _input_data(raw, name, shape, datatype, spec, limits, binary, offset)
         inputs[name] = array
         offset += used
-    if offset != len(binary):
+    if binary is not None and offset != len(binary):
         raise BadRequest(
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
         )
@@ -141,7 +141,8 @@ def classify(scores: np.ndarray, count: int, labels: list[str] | None = None) ->
     """
     if scores.dtype.kind not in "biuf" or scores.ndim == 0:
         raise BadRequest("classification needs a numeric output with a class dimension")
-    rows = scores.reshape(scores.shape[0], -1) if scores.ndim > 1 else scores.reshape(1, -1)
+    # the class dimension by count, not -1: numpy cannot infer it from an empty batch
+    rows = scores.reshape(scores.shape[0], math.prod(scores.shape[1:])) if scores.ndim > 1 else scores.reshape(1, -1)
     classes = rows.shape[1]
     if count > classes:
         raise BadRequest(f"classification asks for the top {count} classes but the output has only {classes}; lower class_count")
@@ -169,11 +170,12 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
     }
 
 
-def _split_body(request: HttpRequest) -> tuple[memoryview, memoryview]:
+def _split_body(request: HttpRequest) -> tuple[memoryview, memoryview | None]:
+    """The JSON header and the binary section (None: the request has no binary section, its body is all JSON)."""
     body = memoryview(request.body)
     raw_length = request.headers.get(HEADER_LENGTH)
     if raw_length is None:
-        return body, body[len(body) :]
+        return body, None
     try:
         length = int(raw_length)
     except ValueError:
@@ -204,9 +206,14 @@ def _input_header(raw: Any, card: ModelCard, limits: Limits) -> tuple[str, list[
 
 def _input_data(
     raw: dict[str, Any], name: str, shape: list[int], datatype: str, spec: TensorSpec, limits: Limits,
-    binary: memoryview, offset: int,
+    binary: memoryview | None, offset: int,
 ) -> tuple[np.ndarray, int]:
     size = parameters_of(raw, f"input {name!r}").get("binary_data_size")
+    if size is not None and binary is None:
+        raise BadRequest(
+            f"input {name!r} declares binary_data_size {quote(size)} but the request has no binary section; send \"data\" instead, "
+            f"or the raw tensors after the JSON header with the header's length in {HEADER_LENGTH}"
+        )
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise BadRequest(
