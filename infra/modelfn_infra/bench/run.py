@@ -46,12 +46,12 @@ def build_sizes(build_dir: Path) -> dict[str, Any]:
     """Function code and layer sizes from ``modelfn build``'s size report, or why there are none."""
     report = Path(build_dir) / "size-report.json"
     if not report.is_file():
-        return {"status": f"not built (no {report}; run `modelfn build` first)"}
+        return {"status": f"not built (no {shown(report)}; run `modelfn build` first)"}
     data = json.loads(report.read_text())
     artifacts = data.get("artifacts", {})
     function = next((f for f in data.get("functions", []) if f.get("serves_model") and f.get("package_type") == "Zip"), None)
     if function is None:
-        return {"status": f"{report} has no Zip model function"}
+        return {"status": f"{shown(report)} has no Zip model function"}
 
     def size(name: str) -> dict[str, Any]:
         artifact = artifacts.get(name, {})
