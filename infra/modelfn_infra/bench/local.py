@@ -9,7 +9,8 @@ One template is rendered for the benchmark's models (``render_template`` of a ca
   duration and peak memory (its REPORT line);
 * **latency**: ``local_requests`` sequential requests, batch 1, OIP JSON and binary, one keep-alive client;
 * **throughput**: ``throughput_requests`` JSON batch-1 requests from 1 and from 2 client threads (2 warm
-  sandboxes at most, as ``--max-sandboxes 2``), after a warm-up that starts the second sandbox.
+  sandboxes at most, as ``--max-sandboxes 2``), after a warm-up that starts the second sandbox;
+* slow models send fewer requests: at most what a time budget allows (:func:`counts`).
 
 Example:
     >>> figures = measure_local(variants, configs, Settings.quick(), scratch, CODE)   # doctest: +SKIP
@@ -34,6 +35,8 @@ from .measure import BENCH_MEMORY_MB, Settings, Variant
 
 CLIENTS = (1, 2)
 DEADLINE_S = 600
+LOCAL_BUDGET_FACTOR = 8
+"""A local series may take this many times the in-process budget per config (HTTP and the RIE cost more)."""
 
 
 def bench_template(variants: list[Variant], code: Path, scratch: Path) -> Path:
@@ -82,6 +85,15 @@ def throughput(url: str, path: str, body: bytes, headers: dict[str, str], reques
     return summary(tally, time.monotonic() - started)
 
 
+def counts(url: str, path: str, body: bytes, headers: dict[str, str], settings: Settings) -> tuple[int, int]:
+    """Requests for the latency and the throughput series: the settings' counts, fewer for slow models (the
+    time budget over one warm request's time, at least ``settings.min_n``)."""
+    one_ms, _ = first_request(url, path, body, headers)
+    affordable = int(settings.budget_s * LOCAL_BUDGET_FACTOR * 1000 / max(one_ms, 0.1))
+    return (max(settings.min_n, min(settings.local_requests, affordable)),
+            max(settings.min_n, min(settings.throughput_requests, affordable)))
+
+
 def measure_one(app: Any, url: str, variant: Variant, configs: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
     by_label = {c["label"]: c for c in configs}
     path, body, headers = request_of(by_label["json b1"])
@@ -91,11 +103,12 @@ def measure_one(app: Any, url: str, variant: Variant, configs: list[dict[str, An
         "cold_first_request_ms": round(cold_ms, 2), "cold_status": status,
         "init_duration_ms": getattr(report, "init_duration_ms", None), "latency": {}, "throughput": {},
     }
+    latency_n, throughput_n = counts(url, path, body, headers, settings)
     for label in ("json b1", "binary b1"):
         if label in by_label:
-            figures["latency"][label] = sequential(url, *request_of(by_label[label]), settings.local_requests)
+            figures["latency"][label] = sequential(url, *request_of(by_label[label]), latency_n)
     for clients in CLIENTS:
-        figures["throughput"][str(clients)] = throughput(url, path, body, headers, settings.throughput_requests, clients)
+        figures["throughput"][str(clients)] = throughput(url, path, body, headers, throughput_n, clients)
     report = getattr(app.runtime, "last_report", None)
     figures["max_memory_used_mb"] = getattr(report, "max_memory_used_mb", None)
     return figures

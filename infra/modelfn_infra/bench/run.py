@@ -108,7 +108,11 @@ def run_bench(names: list[str] | None = None, *, quick: bool = False, root: Path
             from .local import measure_local
 
             log("measuring through the local runtime (RIE) ...")
-            figures = measure_local(variants, {n: m["_configs"] for n, m in models.items()}, settings, scratch, code, log)
+            try:
+                figures = measure_local(variants, {n: m["_configs"] for n, m in models.items()}, settings, scratch, code, log)
+            except Exception as error:  # noqa: BLE001 - the in-process figures stay worth reporting
+                log(f"  the local runtime failed: {type(error).__name__}: {error}")
+                figures = {v.name: {"error": f"{type(error).__name__}: {str(error)[:300]}"} for v in variants}
             for name, local_figures in figures.items():
                 models[name]["local"] = local_figures
     for figures in models.values():
