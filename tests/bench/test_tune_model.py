@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from modelfn_infra.bench.catalog_memory import set_key, set_memory
+from modelfn_infra.bench.catalog_memory import set_memory
 from modelfn_infra.bench.models import select
 from modelfn_infra.bench.tune import LambdaSizing, cost_per_million, power_table, predict, recommend
 from modelfn_infra.billing import AwsCosts
 from modelfn_infra.catalog import Catalog, CatalogError
+from modelfn_infra.catalog_edit import set_key
 
 from ..conftest import REPO
 

@@ -1,7 +1,7 @@
 """``modelfn tune --write``: set one model's ``memory_mb`` in the catalog, keeping its comments, and re-render
 the template.
 
-The catalog is edited as text, the way ``catalog_edit`` moves a version: only the entry's ``memory_mb:``
+The catalog is edited as text with ``catalog_edit.set_key``, the way ``modelfn catalog add`` moves a version: only the entry's ``memory_mb:``
 line changes (a comment on that line stays), or one is added under the entry's ``- name:`` line; the result
 is read back with ``Catalog.read`` first, so an edit that would not render is never written.
 
@@ -13,32 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
 from ..catalog import Catalog, CatalogError, rendered
-
-
-def set_key(text: str, name: str, key: str, value: str) -> str:
-    """``text`` (the catalog) with entry ``name``'s ``key`` set to ``value`` (YAML text); every comment kept."""
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines)
-                  if re.match(rf"^\s*-\s*name:\s*['\"]?{re.escape(name)}['\"]?\s*(#.*)?$", line)), None)
-    if start is None:
-        raise CatalogError(f"the catalog has no entry for {name!r}; add it with `modelfn catalog add {name}`")
-    indent = len(lines[start]) - len(lines[start].lstrip(" "))
-    for index in range(start + 1, len(lines)):
-        line = lines[index]
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#") and len(line) - len(line.lstrip(" ")) <= indent:
-            break  # the next entry or top-level key: this entry has no such line
-        match = re.match(rf"^(\s*{re.escape(key)}:\s*)[^#\n]*?(\s*#.*)?$", line.rstrip("\n"))
-        if match:
-            lines[index] = f"{match.group(1)}{value}{match.group(2) or ''}\n"
-            return "".join(lines)
-    lines.insert(start + 1, " " * (indent + 2) + f"{key}: {value}\n")
-    return "".join(lines)
+from ..catalog_edit import set_key
 
 
 def set_memory(catalog_path: str | Path, template_path: str | Path | None, name: str, memory_mb: int) -> int:

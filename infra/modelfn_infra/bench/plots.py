@@ -37,6 +37,17 @@ def _grid(count: int, width: float = 4.2, height: float = 3.2):
     return plt, figure, list(axes.flat)
 
 
+def _style(axis, title: str, xlabel: str, ylabel: str, *, logx: bool = False, logy: bool = False) -> None:
+    if logx:
+        axis.set_xscale("log")
+    if logy:
+        axis.set_yscale("log")
+    axis.set_title(title, fontsize=9)
+    axis.set_xlabel(xlabel, fontsize=8)
+    axis.set_ylabel(ylabel, fontsize=8)
+    axis.grid(True, alpha=0.3)
+
+
 def _figures(model: dict[str, Any], kind: str, config: str) -> dict[str, Any] | None:
     warm = model["warm"]
     source = warm.get("tf") if kind == "tf" else warm["handler"]
@@ -56,11 +67,7 @@ def latency_distributions(results: dict[str, Any], path: Path) -> Path:
             figures = _figures(model, kind, f"{codec} b1")
             if figures:
                 axis.plot(figures["quantiles"], QUANTILES, label=label)
-        axis.set_xscale("log")
-        axis.set_title(f"{name}, batch 1", fontsize=9)
-        axis.set_xlabel("latency (ms, log)", fontsize=8)
-        axis.set_ylabel("percentile", fontsize=8)
-        axis.grid(True, alpha=0.3)
+        _style(axis, f"{name}, batch 1", "latency (ms, log)", "percentile", logx=True)
     axes[0].legend(fontsize=7)
     figure.suptitle("Warm latency distributions (in process, same events)", fontsize=10)
     return _save(plt, figure, path)
@@ -75,12 +82,7 @@ def latency_batches(results: dict[str, Any], path: Path) -> Path:
             points = [(rows, f["p50"]) for rows in (1, 8, 64) if (f := _figures(model, kind, f"{codec} b{rows}"))]
             if points:
                 axis.plot(*zip(*points), marker="o", label=label)
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_title(name, fontsize=9)
-        axis.set_xlabel("batch size", fontsize=8)
-        axis.set_ylabel("p50 (ms)", fontsize=8)
-        axis.grid(True, alpha=0.3)
+        _style(axis, name, "batch size", "p50 (ms)", logx=True, logy=True)
     axes[0].legend(fontsize=7)
     figure.suptitle("Warm p50 latency against batch size", fontsize=10)
     return _save(plt, figure, path)
@@ -131,11 +133,7 @@ def cost_memory(results: dict[str, Any], path: Path) -> Path | None:
         twin.plot(memory, [row["p50_ms"] for row in tune["rows"]], color="black", linestyle="--")
         twin.set_ylabel("p50 duration (ms)", fontsize=8)
         twin.set_yscale("log")
-        axis.set_xscale("log")
-        axis.set_title(name, fontsize=9)
-        axis.set_xlabel("memory (MB, log)", fontsize=8)
-        axis.set_ylabel("USD per 1M requests", fontsize=8)
-        axis.grid(True, alpha=0.3)
+        _style(axis, name, "memory (MB, log)", "USD per 1M requests", logx=True)
     axes[0].legend(fontsize=7, loc="upper center")
     figure.suptitle("Cost and duration against Lambda memory size (1-2 threads measured, the rest derived)", fontsize=10)
     return _save(plt, figure, path)
