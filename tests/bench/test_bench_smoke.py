@@ -115,3 +115,11 @@ def test_tune_writes_memory_into_a_catalog_copy(quick_run, tmp_path, capsys):
 def test_tune_names_the_fix_for_a_missing_model(tmp_path, capsys):
     assert main(["tune", "digits", "--store", str(tmp_path), "--catalog", str(REPO / "infra" / "catalog.yaml")]) == 2
     assert "holds no exported model; run `modelfn export" in capsys.readouterr().err
+
+
+def test_a_saved_run_renders_again(quick_run, tmp_path):
+    """--from-json re-derives costs and ratios from a saved run and writes the report without measuring."""
+    report = tmp_path / "again" / "BENCHMARKS.md"
+    assert main(["bench", "--from-json", str(quick_run["dir"] / "bench.json"), "--report", str(report)]) == 0
+    assert "## Fast-path targets" in report.read_text()
+    assert (report.parent / "benchmarks" / "figures" / "coldstart.png").is_file()

@@ -6,7 +6,7 @@ import pytest
 
 from modelfn_infra.bench.catalog_memory import set_memory
 from modelfn_infra.bench.models import select
-from modelfn_infra.bench.tune import LambdaSizing, cost_per_million, power_table, predict, recommend
+from modelfn_infra.bench.tune import LambdaSizing, contention, cost_per_million, power_table, predict, recommend
 from modelfn_infra.billing import AwsCosts
 from modelfn_infra.catalog import Catalog, CatalogError
 from modelfn_infra.catalog_edit import set_key
@@ -45,6 +45,16 @@ def test_predict_measures_scales_and_extrapolates(sizing):
     assert six["basis"].startswith("extrapolated") and six["threads"] == 6
     amdahl = 10.0 * (0.2 + 0.8 / 6)
     assert six["p50_ms"] == pytest.approx(max(amdahl, 11.0 / (10240 / 1769)))
+
+
+def test_a_busy_machine_counts_cpu_time_not_waiting(sizing):
+    """Wall time beyond the CPU time was spent waiting for another process's CPU: the quiet bound is used."""
+    busy = measured(p1=30.0, cpu1=10.0, p2=40.0, cpu2=16.0)  # other processes held the cores
+    assert contention(busy) == pytest.approx(3.0)
+    assert predict(busy, sizing, 1769)["p50_ms"] == pytest.approx(10.0)
+    assert predict(busy, sizing, 1769)["p99_ms"] == pytest.approx(60.0 / 3)
+    assert predict(busy, sizing, 3538)["p50_ms"] == pytest.approx(16.0)
+    assert contention(measured()) == pytest.approx(1.0)
 
 
 def test_cost_per_million_bills_whole_milliseconds(sizing):

@@ -40,6 +40,8 @@ def add_bench_parser(commands) -> None:
     bench.add_argument("--aws-costs", type=Path, default=Path("infra") / "pricing" / "aws.yaml", help="AWS cost model")
     bench.add_argument("--no-local", action="store_true", help="skip the local runtime (RIE) measurements")
     bench.add_argument("--no-tune", action="store_true", help="skip thread-count tuning and the cost section")
+    bench.add_argument("--from-json", type=Path, metavar="FILE",
+                       help="measure nothing: render the report again from a run's --json file (costs re-derived)")
     bench.set_defaults(func=_bench)
 
 
@@ -71,9 +73,10 @@ def _reproduce(args: argparse.Namespace) -> str:
 
 def _bench(args: argparse.Namespace) -> int:
     from .measure import CODE
-    from .report import write
     from .run import run_bench
 
+    if args.from_json:
+        return _report(args, _rerender(args))
     try:
         results = run_bench(args.models or None, quick=args.quick, root=args.cache, code=args.code or CODE,
                             local=not args.no_local, tune=not args.no_tune, build_dir=args.build_dir,
@@ -84,6 +87,27 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
+    return _report(args, results)
+
+
+def _rerender(args: argparse.Namespace) -> dict:
+    """A saved run's results with costs, recommendations and ratios derived again (new prices, a fixed rule)."""
+    from ..billing import AwsCosts
+    from .ratios import ratios
+    from .tune import LambdaSizing, derive
+
+    results = json.loads(args.from_json.read_text())
+    costs, sizing = AwsCosts.load(args.aws_costs), LambdaSizing.load(args.aws_costs)
+    for model in results["models"].values():
+        if model.get("tune"):
+            model["tune"] = derive(model["tune"], costs, sizing)
+    results["ratios"] = ratios(results)
+    return results
+
+
+def _report(args: argparse.Namespace, results: dict) -> int:
+    from .report import write
+
     figures = args.figures or args.report.parent / "benchmarks" / "figures"
     write(results, args.report, figures)
     print(f"wrote {args.report} and its plots in {figures}")

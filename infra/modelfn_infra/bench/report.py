@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .measure import BATCHES, BENCH_MEMORY_MB, MAX_BATCH_SIZE
+from .tune import BUSY as BUSY_TUNE
 
 BUSY = 0.5
 """A load average above this share of the cores at start or end marks the run as taken on a busy machine."""
@@ -209,7 +210,8 @@ def tune_section(results: dict[str, Any], figures: dict[str, Path], report: Path
         return ["## Memory size and cost", "", "Not measured in this run (`--no-tune`).", ""]
     lines = ["## Memory size and cost per 1M requests (power tuning, batch 1 JSON)", "",
              "Measured with 1 and 2 threads (pinned cores, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` of 1 and 2 vCPUs); other sizes "
-             "derived: `duration = max(wall(threads), cpu(threads) / vCPU share)`, Amdahl's law beyond 2 threads "
+             "derived: `duration = max(wall(threads), cpu(threads) / vCPU share)` with wall at most the CPU time (time spent "
+             "waiting for a CPU another process held is not the function's), Amdahl's law beyond 2 threads "
              "(`modelfn tune --help` and `infra/modelfn_infra/bench/tune.py` say how). arm64 uses the x86_64 durations.", ""]
     rows = []
     for name, tune in tuned.items():
@@ -221,7 +223,10 @@ def tune_section(results: dict[str, Any], figures: dict[str, Path], report: Path
                 mark = " ← cheapest" if memory == choice["cheapest"] else ""
                 rows.append([name, f"{memory}{mark}", f"{row['vcpus']:.2f}", _ms(row["p50_ms"]), _ms(row["p99_ms"]),
                              f"{row['cost_x86_64']:.3f}", f"{row['cost_arm64']:.3f}", row["basis"] + ("" if row["fits"] else ", too small")])
-        rows.append([name, f"cheapest {choice['cheapest']} MB, balanced {choice['balanced']} MB", "", "", "", "", "", choice["why"]])
+        busy = tune.get("contention", 1.0)
+        note = f"; busy machine: wall {busy:.1f}x CPU time at 1 thread, min(wall, cpu) used" if busy > BUSY_TUNE else ""
+        rows.append([name, f"cheapest {choice['cheapest']} MB, balanced {choice['balanced']} MB", "", "", "", "", "",
+                     choice["why"] + note])
     lines += _table(["model", "memory MB", "vCPU", "p50 ms", "p99 ms", "$/1M x86_64", "$/1M arm64", "basis"], rows)
     return lines + _image(figures, "cost", report, "cost against memory")
 

@@ -12,11 +12,14 @@ whole process (all threads), and the process's peak RSS.
 
 * ``duration = max(wall(threads), cpu(threads) / share)``: the request cannot finish faster than with whole
   cores, nor use more CPU time than the share grants (below 1,769 MB a function gets a fraction of one vCPU);
-  p99 is scaled by the same factor as p50;
+  p99 is scaled by the same factor as p50. ``wall`` is the quiet wall time, at most the CPU time (a CPU-bound
+  request keeps a thread busy; wall time beyond its CPU time was spent waiting for a CPU another process held,
+  :func:`quiet_wall`), and the result says how busy the machine was (``contention``);
 * basis ``measured``: ``threads`` was measured and the share is whole (1,769 MB, 3,538 MB, ...);
   ``scaled``: ``threads`` was measured, the share is fractional; ``extrapolated``: more threads than this
   machine has cores: wall time from Amdahl's law fitted to the 1- and 2-thread measurements
-  (``wall(t) = wall(1) x (1 - p + p / t)``), CPU time as at the most threads measured;
+  (``wall(t) = wall(1) x (1 - p + p / t)``), or as at the most threads measured when 2 threads gained nothing;
+  CPU time as at the most threads measured;
 * cost per 1M requests = 1M x (billed ms / 1000 x memory / 1024 x the GB-second price + the request price), the
   prices of ``infra/pricing/aws.yaml`` for x86_64 and arm64. arm64 durations are the x86_64 ones: this machine
   cannot measure Graviton; measure there before choosing arm64 for speed;
@@ -52,6 +55,13 @@ HEADROOM = 1.15
 """A memory size must exceed the measured peak RSS by 15 %: Lambda stops a function at its memory size."""
 ARCHITECTURES = ("x86_64", "arm64")
 BALANCED_WEIGHT = 0.5
+BUSY = 1.2
+"""Wall time above this multiple of CPU time at one thread means other processes held the CPU during the run."""
+
+
+def busy_note(factor: float) -> str:
+    return (f"warning: the machine was busy (wall time {factor:.1f}x the CPU time at one thread): durations use the CPU-bound "
+            "bound min(wall, cpu), and the gain from more threads cannot be measured under contention; rerun on a quiet machine")
 
 
 @dataclass(frozen=True)
@@ -103,15 +113,30 @@ def measurable_threads(sizing: LambdaSizing) -> list[int]:
     return list(range(1, min(len(os.sched_getaffinity(0)), sizing.max_vcpus) + 1))
 
 
+def quiet_wall(figures: dict[str, Any], key: str) -> float:
+    """Wall time (``key``: p50 or p99) less the time spent waiting for a CPU another process held: a CPU-bound
+    request keeps at least one thread busy, so on a quiet machine its wall time is at most its CPU time; on a busy
+    one the excess is someone else's work. Scaled by the p50's excess."""
+    scale = min(1.0, figures["cpu_p50"] / figures["p50"]) if figures["p50"] else 1.0
+    return figures[key] * scale
+
+
+def contention(measured: dict[int, dict[str, Any]]) -> float:
+    """Wall over CPU time at the fewest threads measured: about 1 on a quiet machine, more when others ran."""
+    figures = measured[min(measured)]
+    return figures["p50"] / figures["cpu_p50"] if figures["cpu_p50"] else 1.0
+
+
 def wall_at(measured: dict[int, dict[str, Any]], threads: int, key: str) -> tuple[float, str]:
-    """Wall time (``key``: p50 or p99) at ``threads``: measured, or Amdahl-extrapolated from 1 and 2 threads."""
+    """Quiet wall time (``key``: p50 or p99) at ``threads``: measured, or Amdahl-extrapolated from 1 and 2 threads."""
     if threads in measured:
-        return measured[threads][key], "measured"
+        return quiet_wall(measured[threads], key), "measured"
     most = max(measured)
-    if 1 in measured and 2 in measured:
-        parallel = min(1.0, max(0.0, 2 * (1 - measured[2][key] / measured[1][key])))
-        return measured[1][key] * (1 - parallel + parallel / threads), f"extrapolated (Amdahl, p={parallel:.2f})"
-    return measured[most][key], f"extrapolated (no speed-up assumed beyond {most} thread)"
+    if 1 in measured and 2 in measured and quiet_wall(measured[2], key) < quiet_wall(measured[1], key):
+        one, two = quiet_wall(measured[1], key), quiet_wall(measured[2], key)
+        parallel = min(1.0, 2 * (1 - two / one))
+        return one * (1 - parallel + parallel / threads), f"extrapolated (Amdahl, p={parallel:.2f})"
+    return quiet_wall(measured[most], key), f"extrapolated (no speed-up measured: as at {most} thread(s))"
 
 
 def predict(measured: dict[int, dict[str, Any]], sizing: LambdaSizing, memory_mb: int) -> dict[str, Any]:
@@ -172,10 +197,19 @@ def tune_variant(variant: Variant, event: str, scratch: Path, code: Path, costs:
     """Measure, derive every size, recommend: the whole tuning result as JSON-ready data."""
     measured = measure_threads(variant, event, measurable_threads(sizing), scratch, code, budget_s=budget_s,
                                min_n=min_n, max_n=max_n, warmup=warmup, sizing=sizing)
+    return derive({"model": variant.name, "p99_target_ms": p99_ms, "measured": {str(t): m for t, m in measured.items()}},
+                  costs, sizing)
+
+
+def derive(result: dict[str, Any], costs: AwsCosts, sizing: LambdaSizing) -> dict[str, Any]:
+    """``result`` (model, target, measured figures per thread count) with every size's row and the recommendation;
+    also how to re-derive a saved result with other prices."""
+    measured = {int(t): m for t, m in result["measured"].items()}
     rows = power_table(measured, sizing, costs)
+    p99_ms = result.get("p99_target_ms")
     return {
-        "model": variant.name, "p99_target_ms": p99_ms, "measured": {str(t): m for t, m in measured.items()},
-        "peak_rss_mb": max(m["peak_rss_mb"] for m in measured.values()), "rows": rows,
+        **result, "peak_rss_mb": max(m["peak_rss_mb"] for m in measured.values()), "rows": rows,
+        "contention": round(contention(measured), 2),
         "recommendation": {arch: recommend(rows, p99_ms, arch) for arch in ARCHITECTURES},
         "prices_as_of": costs.as_of, "sizing_as_of": sizing.as_of,
     }
@@ -209,4 +243,6 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"{arch}: cheapest {choice['cheapest']} MB, balanced {choice['balanced']} MB ({choice['why']})")
     lines.append(f"cost = Lambda duration (1 ms steps) + request price, prices as of {result['prices_as_of']}; arm64 "
                  "assumes x86_64 durations (not measured here)")
+    if result.get("contention", 1.0) > BUSY:
+        lines.append(busy_note(result["contention"]))
     return "\n".join(lines)
