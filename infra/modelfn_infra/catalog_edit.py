@@ -69,19 +69,33 @@ def add_model(catalog_path: str | Path, name: str, version: str | None = None, s
 
 def set_version(text: str, name: str, version: str) -> str:
     """``text`` (the catalog) with entry ``name`` serving ``version``; comments, including one on the version line, kept."""
+    return set_key(text, name, "version", f'"{version}"')
+
+
+def set_key(text: str, name: str, key: str, value: str) -> str:
+    r"""``text`` (the catalog) with entry ``name``'s ``key`` set to ``value`` (YAML text), every comment kept: the
+    key's line is rewritten (a comment on it stays), or added under the entry's ``- name:`` line.
+
+    Example:
+        >>> set_key("models:\n  - name: digits\n    memory_mb: 1024  # why\n", "digits", "memory_mb", "2048")
+        'models:\n  - name: digits\n    memory_mb: 2048  # why\n'
+    """
     lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if re.match(rf"^\s*-\s*name:\s*['\"]?{re.escape(name)}['\"]?\s*(#.*)?$", line))
+    start = next((i for i, line in enumerate(lines)
+                  if re.match(rf"^\s*-\s*name:\s*['\"]?{re.escape(name)}['\"]?\s*(#.*)?$", line)), None)
+    if start is None:
+        raise CatalogError(f"the catalog has no entry for {name!r}; add it with `modelfn catalog add {name}`")
     indent = len(lines[start]) - len(lines[start].lstrip(" "))
     for index in range(start + 1, len(lines)):
         line = lines[index]
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and len(line) - len(line.lstrip(" ")) <= indent:
-            break  # the next entry or key: this entry has no version line
-        match = re.match(r"^(\s*version:\s*)(['\"]?)[^'\"#\s]*\2(.*)$", line.rstrip("\n"))
+            break  # the next entry or top-level key: this entry has no such line
+        match = re.match(rf"^(\s*{re.escape(key)}:\s*)[^#\n]*?(\s*#.*)?$", line.rstrip("\n"))
         if match:
-            lines[index] = f'{match.group(1)}"{version}"{match.group(3)}\n'
+            lines[index] = f"{match.group(1)}{value}{match.group(2) or ''}\n"
             return "".join(lines)
-    lines.insert(start + 1, " " * (indent + 2) + f'version: "{version}"\n')
+    lines.insert(start + 1, " " * (indent + 2) + f"{key}: {value}\n")
     return "".join(lines)
 
 

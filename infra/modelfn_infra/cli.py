@@ -14,6 +14,8 @@
     modelfn bill --month YYYY-MM [--plot F.png]  requests, GB-seconds, AWS cost, price and margin per tenant and model
                  [--fleet NAME:TYPE:MODELS]     (Managed Instances models: by instance time instead of GB-seconds)
     modelfn evaluate NAME --data FILE.npz        accuracy, precision/recall/F1, confusion matrix, latency of an endpoint
+    modelfn bench [MODEL...] [--quick]           latency, cold start, memory vs bare onnxruntime and TensorFlow -> BENCHMARKS.md
+    modelfn tune NAME [--p99-ms X] [--write]     cost per 1M requests at each memory size; recommend memory_mb
 
 Subcommands import their heavy dependencies only when they run, so ``--help`` is instant.
 """
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_release_parsers(commands)
     _add_billing_parsers(commands)
     _add_evaluate_parser(commands)
+    _add_bench_parsers(commands)
     return parser
 
 
@@ -105,6 +108,13 @@ def _add_evaluate_parser(commands) -> None:
     from .evaluate import add_evaluate_parser
 
     add_evaluate_parser(commands)
+
+
+def _add_bench_parsers(commands) -> None:
+    from .bench.cli import add_bench_parser, add_tune_parser
+
+    add_bench_parser(commands)
+    add_tune_parser(commands)
 
 
 def _add_template_parser(commands) -> None:

@@ -64,9 +64,11 @@ def infer_body(rows: int = 1) -> bytes:
     return json.dumps({"inputs": [{"name": "pixels", "shape": [rows, 64], "datatype": "FP32", "data": pixels.ravel().tolist()}]}).encode()
 
 
-def drive(url: str, body: bytes, *, requests: int, clients: int, deadline_s: float, tally: Tally, sent: list[int] | None = None) -> None:
+def drive(url: str, body: bytes, *, requests: int, clients: int, deadline_s: float, tally: Tally, sent: list[int] | None = None,
+          path: str = PATH, headers: dict[str, str] | None = None) -> None:
     """``clients`` threads with one keep-alive connection each send ``requests`` POSTs in all, or stop at the deadline."""
     target = urlparse(url)
+    headers = headers or {"Content-Type": "application/json"}
     counter = sent if sent is not None else [0]
     counter_lock = threading.Lock()
     stop_at = time.monotonic() + deadline_s
@@ -80,7 +82,7 @@ def drive(url: str, body: bytes, *, requests: int, clients: int, deadline_s: flo
                 counter[0] += 1
             started = time.perf_counter()
             try:
-                connection.request("POST", PATH, body, {"Content-Type": "application/json"})
+                connection.request("POST", path, body, headers)
                 response = connection.getresponse()
                 response.read()
                 status = response.status

@@ -53,20 +53,12 @@ def _seed() -> None:
 
 
 def calibrate_batchnorm(model: Any, shape: tuple[int, ...], low: float = 0.0, high: float = 1.0) -> Any:
-    """Set every BatchNormalization's moving statistics from one random batch (momentum 0, one
-    training-mode forward pass): random-weight deep nets otherwise shrink or blow up activations
-    until the output no longer depends on the input."""
-    import keras
+    """Set every BatchNormalization's moving statistics from one seeded random batch in [low, high) (see
+    :func:`modelfn_infra.bench.models.calibrate_batchnorm`, which the benchmark models share)."""
+    from modelfn_infra.bench.models import calibrate_batchnorm as calibrate
 
     batch = (low + np.random.default_rng(SEED + 1).random((16, *shape)) * (high - low)).astype(np.float32)
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    model(batch, training=True)
-    for layer, momentum in zip(layers, saved):
-        layer.momentum = momentum
-    return model
+    return calibrate(model, batch)
 
 
 def mobilenet_v2(tmp: Path) -> ZooModel:
