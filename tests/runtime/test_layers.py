@@ -19,7 +19,7 @@ LAYERS = [
     ("types", {"envelope"}),
     ("contract", {"validation", "limits", "tensors", "interfaces"}),
     ("model", {"session", "providers", "cuda", "artifacts", "cards"}),
-    ("protocols", {"protocols.*", "openapi", "playground", "readiness", "encoding"}),
+    ("protocols", {"protocols.*", "openapi", "openapi_schemas", "playground", "readiness", "encoding"}),
     ("service", {"service", "metering", "payloads"}),
     ("jobs", {"jobs.*"}),
     ("triggers", {"triggers.*"}),

@@ -24,6 +24,10 @@ CARD_FILE = "modelcard.json"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 VERSION_PATTERN = re.compile(r"[1-9][0-9]*")
 """Model names and versions, always matched with ``fullmatch`` (``match`` with ``$`` lets a trailing newline through)."""
+MAX_DIMENSION = 2**31 - 1
+"""No dimension of any tensor may exceed this (numpy and ONNX Runtime refuse far less than 2**63)."""
+SERVING_SIGNATURE = "serving_default"
+"""The one TF Serving signature a modelfn model serves (the card's signature, as the SavedModel named it)."""
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .modelcard import ModelCard, TensorSpec
-from .protocols.tfserving_routes import SIGNATURE
-from .validation import MAX_DIMENSION
+from .modelcard import MAX_DIMENSION, SERVING_SIGNATURE, ModelCard, TensorSpec
 
 NON_FINITE_TOKENS = ["NaN", "Infinity", "-Infinity"]
 """The strings a float tensor may hold for non-finite values (``protocols.common.NON_FINITE``; a test pins them)."""
@@ -209,7 +207,7 @@ def predict_request(card: ModelCard) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "signature_name": {"const": SIGNATURE},
+            "signature_name": {"const": SERVING_SIGNATURE},
             "instances": _instances(card.inputs),
             "inputs": _columns(card.inputs),
         },

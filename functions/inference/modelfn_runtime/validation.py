@@ -28,14 +28,12 @@ from typing import Any
 
 from .environment import DATA_BUCKET, MAX_BATCH_SIZE
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, BadRequest, PayloadTooLarge, quote
-from .modelcard import TensorSpec
+from .modelcard import MAX_DIMENSION, TensorSpec
 
 DEFAULT_MAX_BATCH_SIZE = 1024
 """Largest first (batch) dimension a dynamic-batch input accepts unless the catalog says otherwise.
 Event-triggered jobs (``jobs.Settings.max_rows``) chunk their rows to at most this many, too."""
 
-MAX_DIMENSION = 2**31 - 1
-"""No dimension of any tensor may exceed this (numpy and ONNX Runtime refuse far less than 2**63)."""
 
 MAX_ELEMENTS = LAMBDA_SYNC_PAYLOAD_LIMIT
 """Elements of all input tensors of one request together: a 6 MB body cannot carry more (one byte each)."""

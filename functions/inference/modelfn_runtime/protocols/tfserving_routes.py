@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from ..modelcard import SERVING_SIGNATURE
 from .routing import GatewayRoute, Route
 
 PROTOCOL = "tfserving"
@@ -29,5 +30,5 @@ GATEWAY = (
 """How API Gateway sends a model's TF Serving traffic to the model's function: status, ``:predict`` (a colon suffix,
 not a path segment, so it needs its own route), and everything below the model (metadata, versions)."""
 
-SIGNATURE = "serving_default"
-"""The one TF Serving signature a modelfn model serves."""
+SIGNATURE = SERVING_SIGNATURE
+"""The one TF Serving signature a modelfn model serves (defined with the card)."""
