@@ -38,6 +38,7 @@ import yaml
 from modelfn_runtime import environment as names
 
 from .catalog import LAMBDA_RUNTIME, ids
+from .catalog.render import TemplateDumper
 from .images import IMAGE_LIMIT, ImageBuild, build_image, check_image, flavor_of
 from .installs import REQUIREMENTS, BuildError, build_code, pip_install, platform_args, strip
 
@@ -190,7 +191,7 @@ def build(
     built_template = build_dir / "template.yaml"
     built_template.write_text(
         "# Written by `modelfn build` from " + template_path.name + "; deploy with `modelfn deploy` or `sam deploy`.\n"
-        + yaml.safe_dump(template, sort_keys=False, width=120)
+        + yaml.dump(template, Dumper=TemplateDumper, sort_keys=False, width=120)
     )
     result = BuildResult(build_dir, built_template, artifacts, functions, images)
     (build_dir / "size-report.json").write_text(json.dumps(result.as_json(), indent=2))

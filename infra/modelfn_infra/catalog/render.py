@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,15 +84,20 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-class _NoAliasDumper(yaml.SafeDumper):
-    """Shared sub-documents (e.g. the data bucket's name) are written out in full, never as YAML aliases."""
+class TemplateDumper(yaml.SafeDumper):
+    """Shared sub-documents (e.g. the data bucket's name) are written out in full, never as YAML aliases; mappings
+    read while SAM CLI is loaded are ``OrderedDict``s (samcli.yamlhelper re-registers SafeLoader's mapping
+    constructor process-wide) and are written as plain mappings."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
+TemplateDumper.add_representer(OrderedDict, yaml.SafeDumper.represent_dict)
+
+
 def dump_template(template: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(template, Dumper=_NoAliasDumper, sort_keys=False, width=120, default_flow_style=False)
+    return HEADER + yaml.dump(template, Dumper=TemplateDumper, sort_keys=False, width=120, default_flow_style=False)
 
 
 def rendered(catalog_path: str | Path) -> str:
