@@ -173,10 +173,11 @@ def test_generate_lambda_event_carries_what_admit_returned_into_the_rest_event(s
 
 
 def test_a_function_error_is_a_502_as_on_api_gateway(stacks):
-    """LocalApigwService._invoke_lambda_function raises LambdaResponseParseException; lambda_failure_response."""
+    """LocalApigwService._invoke_lambda_function raises LambdaResponseParseException; lambda_failure_response's
+    ``{"message": ...}`` is rewritten to the deployed DEFAULT_5XX gateway response's ``{"error": ...}``."""
     _, client = gateway(stacks, {"errorType": "ValueError", "errorMessage": "boom"})
     response = client.get("/test/anything")
-    assert (response.status_code, response.get_json()) == (502, {"message": "Internal server error"})
+    assert (response.status_code, response.get_json()) == (502, {"error": "Internal server error"})
 
 
 def test_a_base64_response_is_decoded_by_its_content_type_without_accept(stacks):
