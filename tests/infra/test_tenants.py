@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -105,7 +106,8 @@ def test_cli_tenants_create_list_revoke(apigateway, capsys):
     assert f"x-api-key: {key}" in out and plan_keys(client, plans["pro"]) == [tenant_id]
     assert main(["tenants", "list", "--stack", STACK, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed == [{"id": tenant_id, "name": "acme", "plan": "pro", "enabled": True, "created": listed[0]["created"]}]
+    assert listed == [{"id": tenant_id, "name": "acme", "plan": "pro", "enabled": True, "created": listed[0]["created"],
+                       "principal": None, "expires": None, "key_age_days": 0}]
     assert key not in json.dumps(listed)
     assert main(["tenants", "revoke", "acme", "--stack", STACK]) == 0
     assert "revoked tenant acme" in capsys.readouterr().out
@@ -117,13 +119,14 @@ def test_local_tenants_file(tmp_path):
     path = tmp_path / "local" / "tenants.json"
     tenants = LocalTenants(path, plans=["free", "pro"])
     acme = tenants.create("acme", "free")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds keys
-    assert tenants.by_key() == {acme.key: acme}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds key digests and local SigV4 secrets
+    assert acme.key not in path.read_text()  # only a salted digest is kept
+    assert tenants.match_key(acme.key) == replace(acme, key=None) and tenants.match_key("wrong") is None
     assert [t.key for t in tenants.list()] == [None]
     with pytest.raises(TenantError, match="plan 'gold' is not in the template"):
         tenants.create("globex", "gold")
     tenants.revoke(acme.id)
-    assert tenants.by_key() == {} and tenants.list()[0].enabled is False
+    assert tenants.match_key(acme.key) is None and tenants.list()[0].enabled is False
     path.write_text("not json")
     with pytest.raises(TenantError, match="is not a tenants file"):
         tenants.list()
@@ -134,6 +137,6 @@ def test_cli_local_tenants_take_plans_from_the_template(tmp_path, capsys, monkey
     path = tmp_path / "tenants.json"
     assert main(["tenants", "create", "dev", "--plan", "free", "--local", "--tenants", str(path)]) == 0
     key = capsys.readouterr().out.split("shown once; give it to the tenant): ")[1].split()[0]
-    assert LocalTenants(path).by_key()[key].name == "dev"
+    assert LocalTenants(path).match_key(key).name == "dev"
     assert main(["tenants", "create", "dev2", "--plan", "gold", "--local", "--tenants", str(path)]) == 2
     assert "choose one of ['free', 'pro']" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from functools import cache
 from typing import Any
 
 from .aws import bounded_client
-from .identity import PRINCIPAL_TAG, REVOKE_AFTER_TAG, STACK_TAG
+from .identity import PRINCIPAL_TAG, STACK_TAG, revoke_after
 from .tokens import TokenRefused, TokenVerifier
 
 STACK_ENV = "MODELFN_STACK"
@@ -72,7 +72,8 @@ class TenantKeys:
                 tags = key.get("tags") or {}
                 if tags.get(STACK_TAG) != self.stack or not key.get("enabled"):
                     continue
-                if tags.get(REVOKE_AFTER_TAG) and tags[REVOKE_AFTER_TAG] <= now:
+                ends = revoke_after(key.get("description"))
+                if ends is not None and ends <= now:  # rotated out and past its grace: as good as revoked
                     continue
                 principal = tags.get(PRINCIPAL_TAG) or key.get("name", "")
                 newest = found.get(principal)

@@ -28,12 +28,24 @@ from typing import Any
 STACK_TAG = "modelfn:stack"
 PRINCIPAL_TAG = "modelfn:principal"
 """The IAM principal ARN (iam) or the token's tenant-claim value (jwt) a tenant's key belongs to."""
-REVOKE_AFTER_TAG = "modelfn:revoke-after"
-"""On a rotated-out key: when its grace period ends (ISO 8601 UTC); it is revoked then."""
+REVOKE_AFTER = "revoke-after="
+"""In a rotated-out key's description: when its grace period ends (ISO 8601 UTC); it is revoked then. (The
+description, not a tag: an API key's tags cannot be changed without its ARN-based tagging API, which moto lacks.)"""
 TENANT_CLAIM_ENV = "MODELFN_TENANT_CLAIM"
 
 _ASSUMED_ROLE = re.compile(r"(arn:aws[a-z-]*:sts::\d{12}:assumed-role/[^/]+)/.+")
 _ROLE = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?([^/]+)")
+
+
+def revoke_after(description: str | None) -> str | None:
+    """The end of a rotated-out key's grace period from its description (``...; revoke-after=2026-12-01T10:00:00Z``).
+
+    Example:
+        >>> revoke_after("modelfn tenant acme (pro plan); revoke-after=2026-12-01T10:00:00Z")
+        '2026-12-01T10:00:00Z'
+    """
+    marker = (description or "").rpartition(REVOKE_AFTER)[2] if REVOKE_AFTER in (description or "") else ""
+    return marker.split()[0].rstrip(";,)") if marker.strip() else None
 
 
 def principal_of(arn: str) -> str:

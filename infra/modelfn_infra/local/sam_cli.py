@@ -211,9 +211,10 @@ class Refusal:
     body: dict[str, Any]
 
 
-Admit = Callable[[str, str, Mapping[str, str]], "Refusal | dict[str, Any] | None"]
-"""``admit(function, route_path, headers)``: a Refusal, or fields for the REST event's ``requestContext.identity``
-(e.g. ``apiKey``, ``apiKeyId``), or None to add nothing."""
+Admit = Callable[[str, str, Any], "Refusal | dict[str, dict[str, Any]] | None"]
+"""``admit(function, route_path, request)`` (the Flask request: headers, method, raw URI, body): a Refusal, or what the
+REST event's ``requestContext`` gets, by part (``{"identity": {"apiKeyId": ...}, "authorizer": {...}}``: fields merged
+into ``identity``, ``authorizer`` set), or None to add nothing."""
 
 
 class FunctionError(Exception):
@@ -223,6 +224,9 @@ class FunctionError(Exception):
 def api_gateway_app(stacks: list[Any], runner: LocalLambdaRunner, log: StreamWriter, *, admit: Admit | None = None) -> Any:
     """The WSGI app of SAM's API Gateway emulation for the template's API, with ``admit`` run before each function."""
     api = ApiProvider(stacks, cwd=os.getcwd()).api
+    if admit is not None:  # admit authenticates (SigV4, JWT) as the deployed authorizers do: SAM must not run them
+        for route in api.routes:
+            route.authorizer_name, route.authorizer_object = None, None
     service = _ApiGatewayService(api=api, lambda_runner=runner, port=0, host="127.0.0.1", stderr=log)
     service.admit = admit
     service.create()
@@ -238,7 +242,7 @@ class _ApiGatewayService(LocalApigwService):
     def _request_handler(self, **kwargs):
         if self.admit is not None:
             route = self._get_current_route(request)
-            decision = self.admit(route.function_name, route.path, request.headers)
+            decision = self.admit(route.function_name, route.path, request)
             if isinstance(decision, Refusal):
                 return self.service_response(json.dumps(decision.body), {"Content-Type": "application/json"}, decision.status)
             g.modelfn_identity = decision
@@ -246,9 +250,11 @@ class _ApiGatewayService(LocalApigwService):
 
     def _generate_lambda_event(self, flask_request, route, method, endpoint):
         event = super()._generate_lambda_event(flask_request, route, method, endpoint)
-        identity = getattr(g, "modelfn_identity", None)
-        if identity and route.event_type == Route.API:  # API Gateway puts the key into the REST event
-            event["requestContext"]["identity"].update(identity)
+        context = getattr(g, "modelfn_identity", None)
+        if context and route.event_type == Route.API:  # API Gateway puts the key and the authorizer's answer in it
+            event["requestContext"]["identity"].update(context.get("identity") or {})
+            if "authorizer" in context:
+                event["requestContext"]["authorizer"] = context["authorizer"]
         return event
 
     def create(self):
