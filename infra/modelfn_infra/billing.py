@@ -510,9 +510,15 @@ def plot_daily(rows: Iterable[UsageRow], month: str, names: Mapping[str, str], p
 
 
 def tenant_index(tenants: Iterable[Tenant]) -> dict[str, Tenant]:
-    """Tenants by id and by name (ids win), as ``make_bill`` looks them up."""
+    """Tenants by id, by name and by principal (ids win), as ``make_bill`` looks up the metered tenant: a key id
+    (api_key, jwt with the Lambda authorizer), an IAM principal (iam) or a token's tenant claim (jwt with Cognito)."""
+    from modelfn_runtime.identity import principal_of
+
     tenants = list(tenants)
     index = {t.name: t for t in sorted(tenants, key=lambda t: t.enabled)}  # an enabled tenant wins its name
+    for tenant in sorted(tenants, key=lambda t: (t.enabled, t.created)):  # the newest enabled key wins its principal
+        if tenant.principal:
+            index[tenant.principal] = index[principal_of(tenant.principal)] = tenant
     index.update({t.id: t for t in tenants})
     return index
 

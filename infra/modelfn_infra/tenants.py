@@ -325,20 +325,22 @@ class LocalTenants:
         return found
 
     def credentials(self, access_key_id: str) -> tuple[Tenant, SigV4Credentials] | None:
-        """The newest enabled tenant signing with ``access_key_id`` and its credentials (local iam mode)."""
-        now, found = _date(self.now()), None
+        """The tenant signing with ``access_key_id`` (local iam mode) and its credentials: its newest valid key's
+        record, else its newest record with ``enabled`` False (a revoked tenant still signs correctly: refused 403)."""
+        now, found, valid = _date(self.now()), None, False
         for record in sorted(self._read()[1], key=lambda r: r["created"]):
-            if hmac.compare_digest(record.get("access_key_id", ""), access_key_id) and _valid(record, now):
+            if hmac.compare_digest(record.get("access_key_id", ""), access_key_id) and (_valid(record, now) or not valid):
+                valid = _valid(record, now)
                 principal = record.get("principal") or f"arn:aws:iam::{LOCAL_ACCOUNT}:user/{record['name']}"
-                found = (_tenant(record), SigV4Credentials(record["access_key_id"], record["secret_access_key"], principal))
+                found = (replace(_tenant(record), enabled=valid),
+                         SigV4Credentials(record["access_key_id"], record["secret_access_key"], principal))
         return found
 
     def sigv4_credentials(self, name_or_id: str) -> SigV4Credentials:
         """The local SigV4 credentials of a tenant (to show them to it, or to sign test requests)."""
         tenant = find(self.list(), name_or_id)
         record = next(r for r in self._read()[1] if r["id"] == tenant.id)
-        return self.credentials(record["access_key_id"])[1] if tenant.enabled else SigV4Credentials(
-            record["access_key_id"], record["secret_access_key"], tenant.principal or "")
+        return self.credentials(record["access_key_id"])[1]
 
     def _read(self) -> tuple[str, list[dict[str, Any]]]:
         """The file's salt and its records (created empty; an older file's clear keys hashed and written back)."""

@@ -280,17 +280,23 @@ def _cloud(args: Namespace, app: LocalApp):
 def _first_tenant(app: LocalApp, path: str | Path, port: int) -> None:
     """A fresh project has no local tenant, so every model route would answer 403: create ``dev`` on the most
     generous plan and print its key once (`modelfn tenants list --local` shows the tenants later)."""
-    from ..tenants import LocalTenants
-    from .apikeys import plans_from_template
+    from ..tenants import LOCAL_ACCOUNT
 
     plans = plans_from_template(app.resources)
     tenants = LocalTenants(path, plans)
     if not plans or tenants.list():
         return
     plan = max(plans.values(), key=lambda limits: (limits.rate_limit, limits.quota or float("inf"))).name
-    tenant = tenants.create("dev", plan)
+    mode = AuthSettings.from_template(app.resources).mode
+    tenant = tenants.create("dev", plan, f"arn:aws:iam::{LOCAL_ACCOUNT}:user/dev" if mode == "iam" else None)
     print(f"no local tenant yet: created tenant dev (plan {plan}) in {path}; its API key, shown once: {tenant.key}\n"
           f"  e.g. curl -H 'x-api-key: {tenant.key}' http://127.0.0.1:{port}/v2/models/<name>/ready", flush=True)
+    if mode == "iam":
+        credentials = tenants.sigv4_credentials("dev")
+        print(f"  its local SigV4 credentials: AWS_ACCESS_KEY_ID={credentials.access_key_id} "
+              f"AWS_SECRET_ACCESS_KEY={credentials.secret_access_key}", flush=True)
+    elif mode == "jwt":
+        print("  its access token: `modelfn tenants token dev --local`", flush=True)
 
 
 def start_api(args: Namespace) -> int:
@@ -317,7 +323,14 @@ def _serve(args: Namespace, app: LocalApp, cloud) -> None:
     server = app.serve_api(args.port, api_keys=not args.no_api_keys, tenants=args.tenants)
     for route in sorted(app.routes(), key=lambda r: r.path):
         print(f"  {route.function_name:>18}  {','.join(sorted(route.methods)):<40} {server.url}{route.path}")
-    if server.gate is not None and server.gate.required:
+    mode = server.credentials.settings.mode if server.credentials is not None else "api_key"
+    if mode == "iam":
+        print(f"auth iam: model routes need a SigV4 signature (service execute-api) with a tenant's local credentials "
+              f"from {args.tenants} and its x-api-key (`modelfn tenants create NAME --plan PLAN --local` prints both)")
+    elif mode == "jwt":
+        print(f"auth jwt: model routes need 'Authorization: Bearer <token>' from the local issuer (issuer "
+              f"{server.credentials.settings.issuer}): `modelfn tenants token NAME --local` signs one")
+    elif server.gate is not None and server.gate.required:
         print(f"API keys from {args.tenants} are required on model routes (x-api-key header); "
               "create one with `modelfn tenants create NAME --plan PLAN --local`")
     print(f"API listening on {server.url} (Ctrl-C to stop); playground: {server.url}/, OpenAPI: {server.url}/openapi.json",

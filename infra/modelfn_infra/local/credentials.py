@@ -144,7 +144,7 @@ class CredentialGate:
         found = self.tenants.credentials(parsed["key"])
         if found is None:
             return refusal("iam", "INVALID_SIGNATURE", "The security token included in the request is invalid "
-                           "(no enabled local tenant has this access key id)")
+                           "(no local tenant has this access key id)")
         tenant, credentials = found
         declared = headers.get("x-amz-content-sha256")
         if declared is not None and not hmac.compare_digest(declared, hashlib.sha256(request.body).hexdigest()):
@@ -153,6 +153,9 @@ class CredentialGate:
         if not hmac.compare_digest(expected, parsed["signature"]):
             return refusal("iam", "INVALID_SIGNATURE", "The request signature we calculated does not match the signature "
                            "you provided")
+        if not tenant.enabled:  # signed correctly, but the tenant is revoked: as a principal without the invoke policy
+            return refusal("iam", "ACCESS_DENIED", f"User: {credentials.principal} is not authorized to perform: "
+                           "execute-api:Invoke (its tenant is revoked)")
         return Identity(tenant, context={"identity": {
             "userArn": credentials.principal, "caller": credentials.access_key_id, "accessKey": credentials.access_key_id,
             "user": credentials.principal.rpartition("/")[2], "accountId": LOCAL_ACCOUNT}})
