@@ -7,6 +7,7 @@ The gate is checked directly (cheap), then one local API per mode serves a real 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -35,6 +36,10 @@ from modelfn_runtime.triggers.apigw import RestApiTrigger
 
 from ..conftest import REPO
 from ..runtime.test_usage import TABLE, create_table
+
+_spec = importlib.util.spec_from_file_location("secured_call", REPO / "docs" / "examples" / "secured_call.py")
+example = importlib.util.module_from_spec(_spec)  # the README's documented client, run here against the local API
+_spec.loader.exec_module(example)
 
 ISSUER, AUDIENCE = "https://auth.example.com/", "models"
 INFER = ("ToyFunction", "/v2/models/toy/{proxy+}")
@@ -235,15 +240,16 @@ def test_each_mode_serves_authenticated_tenants_meters_them_and_keeps_the_playgr
 
     acme = tenants.create("acme", "free", principal="arn:aws:iam::000000000000:user/acme" if mode == "iam" else None)
     if mode == "iam":
-        request = signed(tenants.sigv4_credentials("acme"), url=url, headers={"x-api-key": acme.key})
-        headers = dict(request.headers)
+        local = tenants.sigv4_credentials("acme")
+        credentials = Credentials(local.access_key_id, local.secret_access_key)
+        headers = example.sigv4_headers("POST", url, BODY, credentials, "us-east-1", {"x-api-key": acme.key})
         expected_tenant = "arn:aws:iam::000000000000:user/acme"
         assert send(url, {**headers, "x-api-key": "wrong"})[0] == 401  # the key is signed: changing it breaks the signature
     else:
         token = LocalIssuer(tenants.path.parent / "issuer").token("acme", issuer=ISSUER, audience=AUDIENCE)
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        headers = example.bearer_headers(token)
         expected_tenant = acme.id
-    status, body = send(url, headers)
+    status, body = example.call("POST", url, headers, BODY)
     assert status == 200 and body["outputs"][0]["name"] == "probs", body
     items = dynamodb.query(TableName=TABLE, KeyConditionExpression="tenant = :t",
                            ExpressionAttributeValues={":t": {"S": expected_tenant}})["Items"]
@@ -252,8 +258,8 @@ def test_each_mode_serves_authenticated_tenants_meters_them_and_keeps_the_playgr
     new, _ = tenants.rotate("acme", grace_hours=0)  # rotated out at once: the old key no longer passes
     if mode == "iam":
         assert send(url, headers)[0] == 403  # a valid signature, a revoked key
-        fresh = signed(tenants.sigv4_credentials("acme"), url=url, headers={"x-api-key": new.key})
-        assert send(url, dict(fresh.headers))[0] == 200
+        fresh = example.sigv4_headers("POST", url, BODY, credentials, "us-east-1", {"x-api-key": new.key})
+        assert send(url, fresh)[0] == 200
     else:
         assert send(url, headers)[0] == 200  # the authorizer supplies the tenant's current key
         tenants.revoke("acme")
