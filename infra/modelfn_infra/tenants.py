@@ -32,7 +32,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from modelfn_runtime.identity import PRINCIPAL_TAG, REVOKE_AFTER as REVOKE_MARK, STACK_TAG, revoke_after
+from modelfn_runtime.identity import PRINCIPAL_TAG, STACK_TAG, revoke_after
+from modelfn_runtime.identity import REVOKE_AFTER as REVOKE_MARK
 
 from .catalog import PLAN_TAG  # the tag the template puts on its usage plans
 

@@ -105,7 +105,7 @@ def test_checkov_finds_nothing_beyond_the_justified_exceptions_in_any_mode(rende
     if not CHECKOV.is_file():
         pytest.skip(f"{CHECKOV} is missing: run `make install` (it builds the scanner's own virtual environment)")
     files = []
-    for mode, (path, cloudformation) in rendered.items():
+    for mode, (_, cloudformation) in rendered.items():
         files.append(tmp_path / f"{mode}.json")
         files[-1].write_text(json.dumps(cloudformation))
     exceptions = yaml.safe_load(rendered["jwt"][0].read_text())["Metadata"]["modelfn"]["checkov_exceptions"]

@@ -59,7 +59,14 @@ from .releases import (
 )
 from .render import HEADER, drift, dump_template, render_template, rendered
 from .schema import (
-    ARCHITECTURES, AUTH_MODES, DEPLOYMENT_TYPES, PACKAGE_TYPES, QUOTA_PERIODS, AuthSection, Catalog, ModelEntry,
+    ARCHITECTURES,
+    AUTH_MODES,
+    DEPLOYMENT_TYPES,
+    PACKAGE_TYPES,
+    QUOTA_PERIODS,
+    AuthSection,
+    Catalog,
+    ModelEntry,
     UsagePlanEntry,
 )
 from .usage import API_KEY_HEADER, GATEWAY_ERRORS, PLAN_TAG, USAGE_TABLE, add_billing, usage_table_resource
