@@ -77,7 +77,7 @@ RIE_BINARY = Path(samcli.__file__).parent / "local" / "rapid" / (
 
 OWNERS = {owner.__name__: owner for owner in (
     LocalApigwService, LocalLambdaHttpService, LocalLambdaRunner, LambdaRuntime, FunctionConfig, EnvironmentVariables,
-    SamLocalStackProvider, ServiceErrorResponses,
+    SamLocalStackProvider, ServiceErrorResponses, Route,
 )}
 
 # Each callable modelfn overrides or calls, with the parameters it relies on, in order. "prefix": SAM may add
@@ -105,6 +105,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {
     "EnvironmentVariables.resolve": (("self",), "exact"),
     "SamLocalStackProvider.get_stacks": (("template_file", "stack_path", "name", "parameter_overrides"), "prefix"),
     "ServiceErrorResponses.lambda_failure_response": (("args",), "exact"),
+    # api_gateway_app clears each route's authorizer (modelfn's admit hook authenticates instead)
+    "Route.__init__": (("authorizer_name", "authorizer_object"), "subset"),
 }
 
 ASSIGNED_ATTRIBUTES = {"LocalApigwService.create": "_app", "LocalLambdaHttpService.create": "_app"}
@@ -224,9 +226,8 @@ class FunctionError(Exception):
 def api_gateway_app(stacks: list[Any], runner: LocalLambdaRunner, log: StreamWriter, *, admit: Admit | None = None) -> Any:
     """The WSGI app of SAM's API Gateway emulation for the template's API, with ``admit`` run before each function."""
     api = ApiProvider(stacks, cwd=os.getcwd()).api
-    if admit is not None:  # admit authenticates (SigV4, JWT) as the deployed authorizers do: SAM must not run them
-        for route in api.routes:
-            route.authorizer_name, route.authorizer_object = None, None
+    for route in api.routes:  # admit authenticates (SigV4, JWT) as the deployed authorizers do; SAM must not run the
+        route.authorizer_name, route.authorizer_object = None, None  # authorizer function (it needs AWS and the issuer)
     service = _ApiGatewayService(api=api, lambda_runner=runner, port=0, host="127.0.0.1", stderr=log)
     service.admit = admit
     service.create()
