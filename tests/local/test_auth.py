@@ -36,6 +36,7 @@ from modelfn_runtime.triggers.apigw import RestApiTrigger
 
 from ..conftest import REPO
 from ..runtime.test_usage import TABLE, create_table
+from .test_playground import browser  # noqa: F401  (the headless Chromium fixture)
 
 _spec = importlib.util.spec_from_file_location("secured_call", REPO / "docs" / "examples" / "secured_call.py")
 example = importlib.util.module_from_spec(_spec)  # the README's documented client, run here against the local API
@@ -264,3 +265,28 @@ def test_each_mode_serves_authenticated_tenants_meters_them_and_keeps_the_playgr
         assert send(url, headers)[0] == 200  # the authorizer supplies the tenant's current key
         tenants.revoke("acme")
         assert send(url, headers)[0] == 403
+
+
+@pytest.mark.slow
+def test_the_playground_in_a_browser_sends_a_token_and_shows_what_iam_needs(secured_api, browser):
+    """jwt: the token typed into the page's key field goes out as a bearer token and the model answers; iam: the page
+    loads and lists the models, and a request from it shows the 401 that says to sign with SigV4."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    mode, server, tenants = secured_api
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.ID, "model-toy"))
+    if mode == "jwt":
+        tenants.create("browser", "free")
+        token = LocalIssuer(tenants.path.parent / "issuer").token("browser", issuer=ISSUER, audience=AUDIENCE)
+        browser.find_element(By.ID, "api-key").send_keys(token)
+    browser.find_element(By.ID, "send-toy").click()
+    status = browser.find_element(By.ID, "status-toy")
+    wait.until(lambda d: status.text.startswith("HTTP"))
+    answer = browser.find_element(By.ID, "response-toy").text
+    if mode == "jwt":
+        assert status.text == "HTTP 200" and ("predictions" in answer or "outputs" in answer), answer
+    else:
+        assert status.text == "HTTP 401" and "SigV4" in answer, answer
