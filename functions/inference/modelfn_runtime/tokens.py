@@ -76,8 +76,10 @@ class TokenVerifier:
             key = self.jwks.get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError:
             raise TokenRefused("the issuer's signing keys could not be fetched; retry shortly", 503) from None
-        except (jwt.PyJWKClientError, jwt.DecodeError) as error:
-            raise TokenRefused(f"the token's signing key is not the issuer's ({error}); {FIX}") from None
+        except jwt.DecodeError:
+            raise TokenRefused(f"the token is not a well-formed JWT (its header cannot be decoded); {FIX}") from None
+        except jwt.PyJWKClientError as error:
+            raise TokenRefused(f"the token's signing key is not the issuer's ({str(error)[:120]}); {FIX}") from None
         try:
             claims = jwt.decode(token, key.key, algorithms=list(ALGORITHMS), audience=self.audience, issuer=self.issuer,
                                 leeway=LEEWAY_S, options={"require": ["exp", "iss", "aud"]})

@@ -24,9 +24,10 @@ infra/catalog.yaml's comments (a test checks every key is documented). It is the
 resources go in the module of their job, or in a new module (``accelerators``: capacity provider, ``AcceleratorConfig``)
 whose ``(template, catalog)`` step joins ``render.PASSES``.
 
-Adding a section (e.g. ``auth:``): a record dataclass in ``schema`` (fields, ``where``, ``validate``), one field on
-``Catalog`` (``auth: AuthSection | None = None``; ``list[...]`` for a list of named entries), and a new module
-(``auth``) whose step joins ``render.PASSES``. ``Catalog.read`` reads and checks it with no other change.
+Adding a section (as ``auth:`` was): a record dataclass in ``schema`` (fields, ``where``, ``validate``: ``AuthSection``),
+one field on ``Catalog`` (``auth: AuthSection = setting(factory=AuthSection)``; ``list[...]`` for a list of named
+entries), and a new module (``auth``) whose step joins ``render.PASSES``. ``Catalog.read`` reads and checks it with no
+other change.
 
 Example:
     >>> catalog = Catalog.read("infra/catalog.yaml")                 # doctest: +SKIP

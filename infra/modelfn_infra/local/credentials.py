@@ -37,7 +37,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from modelfn_runtime.tokens import TokenRefused, TokenVerifier
+from modelfn_runtime.tokens import FIX, TokenRefused, TokenVerifier
 
 from ..catalog import AUTH_ERRORS, AUTH_METADATA, SIGV4_SERVICE
 from ..tenants import LOCAL_ACCOUNT, LocalTenants, Tenant
@@ -166,7 +166,7 @@ class CredentialGate:
         try:
             token = self.verifier.verify(headers.get("authorization"))
         except TokenRefused as refused:
-            return refusal("jwt", "UNAUTHORIZED", f"Unauthorized: {refused}")
+            return refusal("jwt", "UNAUTHORIZED", f"Unauthorized: {str(refused).removesuffix(f'; {FIX}')}")
         tenant = self.tenants.by_subject(token.subject)
         if tenant is None:
             reason = (f"no enabled tenant for {token.subject!r}; an operator creates one with "
