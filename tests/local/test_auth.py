@@ -290,3 +290,11 @@ def test_the_playground_in_a_browser_sends_a_token_and_shows_what_iam_needs(secu
         assert status.text == "HTTP 200" and ("predictions" in answer or "outputs" in answer), answer
     else:
         assert status.text == "HTTP 401" and "SigV4" in answer, answer
+
+
+def test_an_unreachable_jwks_is_an_authorizer_failure_not_a_refused_token(tmp_path):
+    tenants = LocalTenants(tmp_path / "tenants.json", ["free"])
+    gate = CredentialGate.from_template(resources(JWT), tenants, f"http://127.0.0.1:{free_port()}/jwks.json")
+    token = LocalIssuer(tmp_path / "issuer").token("acme", issuer=ISSUER, audience=AUDIENCE)
+    decision = gate.authenticate(*INFER, Incoming("POST", URL, {"Authorization": f"Bearer {token}"}, BODY))
+    assert refused(decision, 500, "signing keys could not be fetched", "retry")

@@ -166,6 +166,8 @@ class CredentialGate:
         try:
             token = self.verifier.verify(headers.get("authorization"))
         except TokenRefused as refused:
+            if refused.status >= 500:  # the deployed authorizer raises: API Gateway answers 500 AUTHORIZER_FAILURE
+                return Refused(500, "AUTHORIZER_FAILURE", f"Authorizer error: {refused}")
             return refusal("jwt", "UNAUTHORIZED", f"Unauthorized: {str(refused).removesuffix(f'; {FIX}')}")
         tenant = self.tenants.by_subject(token.subject)
         if tenant is None:
