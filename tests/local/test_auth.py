@@ -30,6 +30,7 @@ from modelfn_infra.local.apikeys import ApiKeyGate, Refused
 from modelfn_infra.local.commands import JwksEndpoint, LocalApp, _admission
 from modelfn_infra.local.credentials import CredentialGate, Identity, Incoming
 from modelfn_infra.local.issuer import LocalIssuer
+from modelfn_infra.local.sam_cli import Refusal
 from modelfn_infra.local.sandbox import free_port
 from modelfn_infra.tenants import LocalTenants
 from modelfn_runtime.triggers.apigw import RestApiTrigger
@@ -167,6 +168,8 @@ def test_one_tenant_cannot_be_metered_as_another_by_sending_its_key(tmp_path, is
     context = admit(*INFER, request_for(signed(tenants.sigv4_credentials("acme"), headers={"x-api-key": bob.key})))
     metered = RestApiTrigger().request(event_of(context)).tenant
     assert metered == "arn:aws:iam::000000000000:user/acme" and tenant_index(tenants.list())[metered].name == "acme"
+    no_key = admit(*INFER, request_for(signed(tenants.sigv4_credentials("acme"))))  # signed, but no usage-plan key
+    assert isinstance(no_key, Refusal) and no_key.status == 403 and "x-api-key" in no_key.body["error"]
 
     local, jwks = issuer
     carol = tenants.create("carol", "free")  # jwt: no principal, so the token's sub is her name

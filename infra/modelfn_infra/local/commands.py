@@ -143,8 +143,11 @@ def _admission(keys: ApiKeyGate, credentials: CredentialGate) -> sam_cli.Admit:
         identity = credentials.authenticate(function, path, incoming)
         if isinstance(identity, Refused):
             return sam_cli.Refusal(identity.status, {"error": identity.message})
-        key = None if identity is not None and identity.supplies_key else request.headers.get(API_KEY_HEADER)
-        decision = keys.check_tenant(function, path, identity.tenant) if key is None and identity else keys.check(function, path, key)
+        if identity is not None and identity.supplies_key:  # the Lambda authorizer's usageIdentifierKey
+            key, decision = None, keys.check_tenant(function, path, identity.tenant)
+        else:  # ApiKeySourceType HEADER: the caller's x-api-key, whoever signed the request
+            key = request.headers.get(API_KEY_HEADER)
+            decision = keys.check(function, path, key)
         if isinstance(decision, Refused):
             return sam_cli.Refusal(decision.status, {"error": decision.message})
         context = {part: dict(fields) for part, fields in (identity.context if identity else {}).items()}
