@@ -271,7 +271,7 @@ def test_each_mode_serves_authenticated_tenants_meters_them_and_keeps_the_playgr
 
 
 @pytest.mark.slow
-def test_the_playground_in_a_browser_sends_a_token_and_shows_what_iam_needs(secured_api, browser):
+def test_the_playground_in_a_browser_sends_a_token_and_shows_what_iam_needs(secured_api, browser):  # noqa: F811
     """jwt: the token typed into the page's key field goes out as a bearer token and the model answers; iam: the page
     loads and lists the models, and a request from it shows the 401 that says to sign with SigV4."""
     from selenium.webdriver.common.by import By

@@ -31,3 +31,17 @@ def test_principals_and_grace_markers():
     assert rest_tenant({"userArn": ""}, {"tenant": ""}) is None
     assert revoke_after("modelfn tenant a (free plan)") is None
     assert revoke_after("rotated out, revoke-after=2026-12-01T10:00:00Z") == "2026-12-01T10:00:00Z"
+
+
+def test_the_openapi_document_says_which_credential_each_mode_needs(monkeypatch):
+    from openapi_spec_validator import validate
+
+    from modelfn_runtime.openapi import openapi_document
+
+    assert openapi_document([], "0.1.0")["components"]["securitySchemes"].keys() == {"apiKey"}  # api_key: unchanged
+    monkeypatch.setenv("MODELFN_AUTH_MODE", "jwt")  # what the template sets for auth: jwt
+    for mode, document in (("jwt", openapi_document([], "0.1.0")), ("iam", openapi_document([], "0.1.0", "iam"))):
+        validate(document)
+        keyed = document["paths"]["/openapi.json"]["get"]
+        assert keyed["security"][0] == {mode: [], "apiKey": []} and "401" in keyed["responses"]
+        assert document["paths"]["/v2/health/ready"]["get"]["security"] == []  # open routes stay open

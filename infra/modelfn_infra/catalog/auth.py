@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from modelfn_runtime import environment as names
 from modelfn_runtime import identity, tokens
 
 from . import ids
@@ -72,6 +73,7 @@ def add_auth(template: dict[str, Any], catalog: Catalog) -> None:
     api = resources[ids.API]
     api.setdefault("Metadata", {})[AUTH_METADATA] = _metadata(auth)
     method_auth = _method_auth(template, auth)
+    template["Globals"]["Function"]["Environment"]["Variables"][names.AUTH_MODE] = auth.mode  # /openapi.json says so
     for logical_id in [ids.SERVER_FUNCTION, *(entry.logical_id for entry in catalog.models)]:
         events = resources[logical_id]["Properties"]["Events"]
         for name, event in events.items():
