@@ -191,6 +191,8 @@ def dynamodb():
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    if TABLE in client.list_tables()["TableNames"]:  # moto's servers in one process share their state
+        client.delete_table(TableName=TABLE)
     create_table(client)
     previous = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint  # the sandboxes inherit it, as `make demo` does
@@ -201,6 +203,7 @@ def dynamodb():
             os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
         else:
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = previous
+        client.delete_table(TableName=TABLE)  # leave no table for the next module's moto server
         server.stop()
 
 
