@@ -308,7 +308,8 @@ def make_bill(
     """One line per tenant and model for ``month`` (rows of other months are ignored).
 
     ``tenants`` maps tenant ids (API key ids) and names to tenants (see ``tenant_index``); usage under a
-    tenant's name (an S3 prefix, an SQS message's tenant) and under its key id is one tenant; a metered tenant that is neither
+    tenant's name (an S3 prefix, an SQS message's tenant), under its principal (iam, Cognito) and under each of its key
+    ids (rotation) is one tenant, billed on its current key's line; a metered tenant that is none of these
     is billed at ``unknown_tenant_plan``; untenanted work (``-``) is listed at price 0. Models on a Lambda
     Managed Instances fleet (``capacity``) cost their requests plus a share of the fleet's instance time.
     """
@@ -317,6 +318,7 @@ def make_bill(
     for row in rows:
         if row.day.startswith(month + "-"):
             known = tenants.get(row.tenant)  # work named by the tenant's name joins its API key's usage
+            known = tenants.get(known.name, known) if known else None  # a rotated tenant's keys are one tenant
             by_tenant[known.id if known else row.tenant].append(row)
     lines: list[BillLine] = []
     for tenant_id in sorted(by_tenant):
@@ -510,9 +512,15 @@ def plot_daily(rows: Iterable[UsageRow], month: str, names: Mapping[str, str], p
 
 
 def tenant_index(tenants: Iterable[Tenant]) -> dict[str, Tenant]:
-    """Tenants by id and by name (ids win), as ``make_bill`` looks them up."""
+    """Tenants by id, by name and by principal (ids win), as ``make_bill`` looks up the metered tenant: a key id
+    (api_key, jwt with the Lambda authorizer), an IAM principal (iam) or a token's tenant claim (jwt with Cognito)."""
+    from modelfn_runtime.identity import principal_of
+
     tenants = list(tenants)
     index = {t.name: t for t in sorted(tenants, key=lambda t: t.enabled)}  # an enabled tenant wins its name
+    for tenant in sorted(tenants, key=lambda t: (t.enabled, t.created)):  # the newest enabled key wins its principal
+        if tenant.principal:
+            index[tenant.principal] = index[principal_of(tenant.principal)] = tenant
     index.update({t.id: t for t in tenants})
     return index
 

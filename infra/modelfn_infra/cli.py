@@ -274,14 +274,16 @@ def _add_billing_parsers(commands) -> None:
         action.add_argument("--table", help=f"usage table (default: ${names.USAGE_TABLE}, else <stack>-usage)")
         action.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
-    tenants = commands.add_parser("tenants", help="create, list and revoke tenants (API keys on usage plans)")
+    tenants = commands.add_parser("tenants", help="create, list, rotate and revoke tenants (API keys on usage plans)")
     actions = tenants.add_subparsers(title="actions", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="create a key for NAME on a plan and print it (once)")
     create.add_argument("name", metavar="NAME")
     create.add_argument("--plan", required=True, help="usage plan, e.g. free or pro (infra/catalog.yaml usage_plans)")
+    create.add_argument("--principal", help="auth iam: the tenant's IAM user or role ARN; auth jwt: the value of the "
+                        "token's tenant claim (default: the tenant's name)")
     where(create)
     create.set_defaults(func=_tenants_create)
-    listing = actions.add_parser("list", help="list tenants: id, name, plan, enabled, created")
+    listing = actions.add_parser("list", help="list tenants: id, name, plan, enabled, created, key age, principal")
     listing.add_argument("--format", choices=("table", "json"), default="table")
     where(listing)
     listing.set_defaults(func=_tenants_list)
@@ -289,6 +291,19 @@ def _add_billing_parsers(commands) -> None:
     revoke.add_argument("name", metavar="NAME_OR_ID")
     where(revoke)
     revoke.set_defaults(func=_tenants_revoke)
+    rotate = actions.add_parser("rotate", help="issue a new key for a tenant and revoke the old one after a grace period")
+    rotate.add_argument("name", metavar="NAME_OR_ID")
+    rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old key keeps working (default 24; 0: now)")
+    where(rotate)
+    rotate.set_defaults(func=_tenants_rotate)
+    sweep = actions.add_parser("sweep", help="revoke rotated-out keys whose grace period has ended (run it on a schedule)")
+    where(sweep)
+    sweep.set_defaults(func=_tenants_sweep)
+    token = actions.add_parser("token", help="auth jwt, local API only: sign an access token for a tenant with the local issuer")
+    token.add_argument("name", metavar="NAME_OR_ID")
+    token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    where(token)
+    token.set_defaults(func=_tenants_token)
 
     usage = commands.add_parser("usage", help="metered usage per tenant, model and day")
     usage.add_argument("--tenant", help="tenant name or id")
@@ -319,13 +334,16 @@ def _directory(args: argparse.Namespace):
     from .tenants import ApiGatewayTenants, LocalTenants
 
     if args.local:
-        import yaml
-
         from .local.apikeys import plans_from_template
 
-        resources = yaml.safe_load(Path(args.template).read_text()).get("Resources") or {}
-        return LocalTenants(args.tenants, plans_from_template(resources))
+        return LocalTenants(args.tenants, plans_from_template(_local_resources(args)))
     return ApiGatewayTenants(stack=args.stack)
+
+
+def _local_resources(args: argparse.Namespace) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(args.template).read_text()).get("Resources") or {}
 
 
 def _billing_errors():
@@ -340,13 +358,34 @@ def _billing_errors():
 
 def _tenants_create(args: argparse.Namespace) -> int:
     try:
-        tenant = _directory(args).create(args.name, args.plan)
+        directory = _directory(args)
+        directory.sweep()
+        principal = args.principal
+        mode = _local_mode(args) if args.local else None
+        if mode == "iam" and principal is None:  # the local principal, named so the bill can map it back
+            from .tenants import LOCAL_ACCOUNT
+
+            principal = f"arn:aws:iam::{LOCAL_ACCOUNT}:user/{args.name}"
+        tenant = directory.create(args.name, args.plan, principal)
     except _billing_errors() as error:
         return _fail(str(error))
-    print(f"created tenant {tenant.name} (id {tenant.id}) on plan {tenant.plan}")
+    print(f"created tenant {tenant.name} (id {tenant.id}) on plan {tenant.plan}"
+          + (f", principal {tenant.principal}" if tenant.principal else ""))
     print(f"API key (shown once; give it to the tenant): {tenant.key}")
     print(f"the tenant sends it on every model request: curl -H 'x-api-key: {tenant.key}' ...")
+    if mode == "iam":
+        found = directory.sigv4_credentials(tenant.id)
+        print(f"local SigV4 credentials (sign for service execute-api; see README): AWS_ACCESS_KEY_ID={found.access_key_id} "
+              f"AWS_SECRET_ACCESS_KEY={found.secret_access_key}")
+    elif mode == "jwt":
+        print(f"local access token: `modelfn tenants token {tenant.name} --local` (send 'Authorization: Bearer <token>')")
     return 0
+
+
+def _local_mode(args: argparse.Namespace) -> str:
+    from .local.credentials import AuthSettings
+
+    return AuthSettings.from_template(_local_resources(args)).mode
 
 
 def _tenants_list(args: argparse.Namespace) -> int:
@@ -357,11 +396,13 @@ def _tenants_list(args: argparse.Namespace) -> int:
     except _billing_errors() as error:
         return _fail(str(error))
     if args.format == "json":
-        print(json.dumps([t.public() for t in tenants], indent=2))
+        print(json.dumps([{**t.public(), "key_age_days": t.age_days()} for t in tenants], indent=2))
         return 0
-    print(f"{'name':<24} {'id':<12} {'plan':<8} {'enabled':<8} created")
+    print(f"{'name':<24} {'id':<12} {'plan':<8} {'enabled':<8} {'created':<21} {'key age':<8} principal / expires")
     for t in tenants:
-        print(f"{t.name:<24} {t.id:<12} {t.plan:<8} {'yes' if t.enabled else 'no':<8} {t.created}")
+        extra = " ".join(part for part in (t.principal or "", f"expires {t.expires}" if t.expires and t.enabled else "") if part)
+        print(f"{t.name:<24} {t.id:<12} {t.plan:<8} {'yes' if t.enabled else 'no':<8} {t.created:<21} "
+              f"{str(t.age_days()) + ' d':<8} {extra}".rstrip())
     return 0
 
 
@@ -371,6 +412,56 @@ def _tenants_revoke(args: argparse.Namespace) -> int:
     except _billing_errors() as error:
         return _fail(str(error))
     print(f"revoked tenant {tenant.name} (id {tenant.id}): its key no longer passes; its usage stays on the bill")
+    return 0
+
+
+def _tenants_rotate(args: argparse.Namespace) -> int:
+    try:
+        directory = _directory(args)
+        directory.sweep()
+        new, old = directory.rotate(args.name, args.grace_hours)
+    except _billing_errors() as error:
+        return _fail(str(error))
+    print(f"rotated tenant {new.name}: new key id {new.id} on plan {new.plan}")
+    print(f"new API key (shown once; give it to the tenant): {new.key}")
+    if old.enabled:
+        print(f"the old key (id {old.id}) keeps working until {old.expires}; then `modelfn tenants sweep` (also run by "
+              "every tenants command) revokes it")
+    else:
+        print(f"the old key (id {old.id}) is revoked now")
+    return 0
+
+
+def _tenants_sweep(args: argparse.Namespace) -> int:
+    try:
+        revoked = _directory(args).sweep()
+    except _billing_errors() as error:
+        return _fail(str(error))
+    for tenant in revoked:
+        print(f"revoked rotated-out key {tenant.id} of tenant {tenant.name} (grace ended {tenant.expires})")
+    print(f"{len(revoked)} key(s) revoked")
+    return 0
+
+
+def _tenants_token(args: argparse.Namespace) -> int:
+    from .local.credentials import AuthSettings
+    from .local.issuer import ISSUER_DIRECTORY, LocalIssuer
+    from .tenants import find
+
+    if not args.local:
+        return _fail("tokens of a deployed API come from its issuer (Cognito or your OIDC provider); "
+                     "`modelfn tenants token` signs local tokens only: add --local")
+    try:
+        settings = AuthSettings.from_template(_local_resources(args))
+        if settings.mode != "jwt":
+            return _fail(f"{args.template} is in auth mode {settings.mode}, not jwt; set auth: {{mode: jwt, issuer: ..., "
+                         "audience: ...}} in infra/catalog.yaml and run `modelfn template render`")
+        tenant = find(_directory(args).list(), args.name)
+        issuer = LocalIssuer(Path(args.tenants).parent / ISSUER_DIRECTORY)
+        print(issuer.token(tenant.principal or tenant.name, issuer=settings.issuer, audience=settings.audience,
+                           claim=settings.tenant_claim, ttl_s=args.ttl_s))
+    except _billing_errors() as error:
+        return _fail(str(error))
     return 0
 
 

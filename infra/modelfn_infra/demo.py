@@ -3,8 +3,8 @@
 Everything runs on 127.0.0.1 and stops at the end: S3 and DynamoDB are a moto server, API Gateway is
 SAM's emulation (with API keys, usage-plan throttling and quotas), each Lambda function runs in the
 real Runtime Interface Emulator and meters its requests per tenant into the usage table. The demo's
-tenants and keys are kept in .modelfn/local/tenants.json, so `modelfn local start-api` accepts them
-afterwards. Re-running reuses the exported model in models/ and the tenants.
+tenants are kept in .modelfn/local/tenants.json (keys as salted digests), so `modelfn local start-api` accepts the
+keys the demo prints afterwards. Re-running reuses the exported model in models/ and the tenants, with fresh keys.
 """
 
 from __future__ import annotations
@@ -116,17 +116,18 @@ def create_usage_table() -> None:
 
 
 def ensure_tenants(path: Path) -> dict:
-    """The demo's tenants (pro and free plans) in the local tenants file: reused when they exist."""
+    """The demo's tenants (pro and free plans) in the local tenants file: reused (with a fresh key) when they exist."""
     import yaml
 
     from .local.apikeys import plans_from_template
     from .tenants import LocalTenants
 
     tenants = LocalTenants(path, plans_from_template(yaml.safe_load(Path("template.yaml").read_text())["Resources"]))
-    existing = {tenant.name: tenant for tenant in tenants.by_key().values()}
+    existing = {tenant.name for tenant in tenants.list() if tenant.enabled}
     chosen = {}
     for name, plan in ((TENANT, "pro"), (FREE_TENANT, "free")):
-        chosen[name] = existing.get(name) or tenants.create(name, plan)
+        # keys are stored hashed, so a tenant from an earlier run gets a fresh key (its old one revoked at once)
+        chosen[name] = tenants.rotate(name, grace_hours=0)[0] if name in existing else tenants.create(name, plan)
         step(f"tenant {name!r} (plan {chosen[name].plan}, id {chosen[name].id}) in {path}: API key {chosen[name].key}")
     return chosen
 

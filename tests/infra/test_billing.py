@@ -113,6 +113,18 @@ def test_november_bill_by_hand(pricing):
     assert bill.totals().requests == 5 + 120 + 50 + 1200 + 10
 
 
+def test_a_rotated_tenant_and_its_principals_are_one_line_with_one_free_allowance(pricing):
+    """Usage metered under an old key, the new key, an IAM principal and a token subject is all acme's."""
+    prices, costs, *_ = pricing
+    old = Tenant("k-old", "acme", "pro", False, "2026-10-01T00:00:00Z", "arn:aws:iam::123456789012:role/acme")
+    new = Tenant("k-new", "acme", "pro", True, "2026-11-10T00:00:00Z", "arn:aws:iam::123456789012:role/acme")
+    rows = [row("k-old", "digits", "2026-11-01", 30), row("k-new", "digits", "2026-11-12", 20),
+            row("arn:aws:sts::123456789012:assumed-role/acme", "digits", "2026-11-13", 5)]
+    lines = lines_of(make_bill("2026-11", rows, tenant_index([old, new]), prices, costs))
+    assert list(lines) == [("acme", "digits")] and lines["acme", "digits"].requests == 55
+    assert lines["acme", "digits"].tenant_id == "k-new"
+
+
 def test_the_free_allowance_starts_again_each_month(pricing):
     prices, costs, *_ = pricing
     october = lines_of(make_bill("2026-10", ROWS, tenant_index([ACME, BOB]), prices, costs))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from modelfn_infra.catalog import Catalog, CatalogError, ModelEntry, UsagePlanEntry, known_keys
+from modelfn_infra.catalog import AuthSection, Catalog, CatalogError, ModelEntry, UsagePlanEntry, known_keys
 from modelfn_infra.catalog.fields import read_record, setting
 
 from ..conftest import REPO
@@ -57,7 +57,7 @@ def refused(tmp_path, text: str) -> str:
 def test_known_keys_are_the_dataclass_fields():
     assert known_keys(ModelEntry) == [item.name for item in dataclasses.fields(ModelEntry)]
     assert known_keys(UsagePlanEntry) == [item.name for item in dataclasses.fields(UsagePlanEntry)]
-    assert known_keys(Catalog) == ["models", "usage_plans"]
+    assert known_keys(Catalog) == ["models", "usage_plans", "auth"]
 
 
 def test_a_misspelt_model_key_names_the_closest_known_key(tmp_path):
@@ -69,8 +69,22 @@ def test_a_misspelt_model_key_names_the_closest_known_key(tmp_path):
 def test_a_misspelt_section_is_refused_not_ignored(tmp_path):
     message = refused(tmp_path, MODEL + "usage_plan:\n  - name: free\n    rate_limit: 1\n    burst_limit: 1\n")
     assert re.search(r"catalog \S+catalog.yaml: unknown key 'usage_plan'; did you mean 'usage_plans'\? "
-                     r"known keys: models, usage_plans$", message)
+                     r"known keys: models, usage_plans, auth$", message)
     assert "did you mean" not in refused(tmp_path, MODEL + "zzz: {}\n")
+
+
+def test_the_auth_section_is_read_checked_and_names_the_fix(tmp_path):
+    assert read(tmp_path, MODEL).auth == AuthSection()  # absent: api_key, today's behaviour
+    auth = read(tmp_path, MODEL + "auth:\n  mode: jwt\n  issuer: https://auth.example.com/\n  audience: models\n").auth
+    assert (auth.mode, auth.tenant_claim, auth.jwks) == ("jwt", "sub", "https://auth.example.com/.well-known/jwks.json")
+    assert "section 'auth': unknown key 'isuer'; did you mean 'issuer'" in refused(tmp_path, MODEL + "auth:\n  isuer: x\n")
+    assert "did you mean 'auth'" in refused(tmp_path, MODEL + "auht:\n  mode: iam\n")
+    assert "mode must be one of api_key, iam, jwt" in refused(tmp_path, MODEL + "auth:\n  mode: oauth\n")
+    assert "mode: jwt needs issuer" in refused(tmp_path, MODEL + "auth:\n  mode: jwt\n  audience: models\n")
+    assert "issuer only applies to mode: jwt" in refused(tmp_path, MODEL + "auth:\n  mode: iam\n  issuer: https://x/\n")
+    assert "must be an https:// URL" in refused(tmp_path, MODEL + "auth:\n  mode: jwt\n  issuer: http://x/\n  audience: a\n")
+    assert "Cognito user pool ARN" in refused(
+        tmp_path, MODEL + "auth:\n  mode: jwt\n  issuer: https://x/\n  audience: a\n  user_pool_arn: pool-1\n")
 
 
 def test_a_misspelt_plan_key_names_the_closest_known_key(tmp_path):
@@ -132,7 +146,7 @@ def test_no_value_of_any_model_key_escapes_as_a_python_error(tmp_path, field, va
         ("models:\n  - digits\n", "catalog entry #1: must be a mapping of keys (name, version,"),
         ("models:\n  - version: '1'\n", "catalog entry #1: missing key 'name' (required keys: name, version)"),
         ("models:\n  - name: digits\n", "catalog entry 'digits': missing key 'version' (required keys: name, version)"),
-        ("- models\n", "must be a mapping of keys (models, usage_plans), not a list"),
+        ("- models\n", "must be a mapping of keys (models, usage_plans, auth), not a list"),
         ("models: [\n", "is not valid YAML"),
     ],
 )
@@ -182,5 +196,6 @@ def test_a_new_section_is_one_field():
 def test_the_catalog_documents_every_key():
     """infra/catalog.yaml's comments list every model and plan key, so a new field is documented where users look."""
     comments = "\n".join(line for line in (REPO / "infra" / "catalog.yaml").read_text().splitlines() if line.startswith("#"))
-    missing = [key for key in known_keys(ModelEntry) + known_keys(UsagePlanEntry) if not re.search(rf"\b{key}\b", comments)]
+    documented = known_keys(ModelEntry) + known_keys(UsagePlanEntry) + known_keys(AuthSection)
+    missing = [key for key in documented if not re.search(rf"\b{key}\b", comments)]
     assert missing == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
@@ -105,7 +107,8 @@ def test_cli_tenants_create_list_revoke(apigateway, capsys):
     assert f"x-api-key: {key}" in out and plan_keys(client, plans["pro"]) == [tenant_id]
     assert main(["tenants", "list", "--stack", STACK, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed == [{"id": tenant_id, "name": "acme", "plan": "pro", "enabled": True, "created": listed[0]["created"]}]
+    assert listed == [{"id": tenant_id, "name": "acme", "plan": "pro", "enabled": True, "created": listed[0]["created"],
+                       "principal": None, "expires": None, "key_age_days": 0}]
     assert key not in json.dumps(listed)
     assert main(["tenants", "revoke", "acme", "--stack", STACK]) == 0
     assert "revoked tenant acme" in capsys.readouterr().out
@@ -117,13 +120,14 @@ def test_local_tenants_file(tmp_path):
     path = tmp_path / "local" / "tenants.json"
     tenants = LocalTenants(path, plans=["free", "pro"])
     acme = tenants.create("acme", "free")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds keys
-    assert tenants.by_key() == {acme.key: acme}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds key digests and local SigV4 secrets
+    assert acme.key not in path.read_text()  # only a salted digest is kept
+    assert tenants.match_key(acme.key) == replace(acme, key=None) and tenants.match_key("wrong") is None
     assert [t.key for t in tenants.list()] == [None]
     with pytest.raises(TenantError, match="plan 'gold' is not in the template"):
         tenants.create("globex", "gold")
     tenants.revoke(acme.id)
-    assert tenants.by_key() == {} and tenants.list()[0].enabled is False
+    assert tenants.match_key(acme.key) is None and tenants.list()[0].enabled is False
     path.write_text("not json")
     with pytest.raises(TenantError, match="is not a tenants file"):
         tenants.list()
@@ -134,6 +138,57 @@ def test_cli_local_tenants_take_plans_from_the_template(tmp_path, capsys, monkey
     path = tmp_path / "tenants.json"
     assert main(["tenants", "create", "dev", "--plan", "free", "--local", "--tenants", str(path)]) == 0
     key = capsys.readouterr().out.split("shown once; give it to the tenant): ")[1].split()[0]
-    assert LocalTenants(path).by_key()[key].name == "dev"
+    assert LocalTenants(path).match_key(key).name == "dev"
     assert main(["tenants", "create", "dev2", "--plan", "gold", "--local", "--tenants", str(path)]) == 2
     assert "choose one of ['free', 'pro']" in capsys.readouterr().err
+
+
+def test_rotate_issues_a_new_key_keeps_the_old_one_for_the_grace_then_sweep_revokes_it(apigateway):
+    client, plans = apigateway
+    clock = [datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)]
+    tenants = ApiGatewayTenants(stack=STACK, client=client, now=lambda: clock[0])
+    old = tenants.create("acme", "pro", principal="arn:aws:iam::123456789012:role/acme")
+    new, retired = tenants.rotate("acme", grace_hours=2)
+    assert new.key and new.key != old.key and new.principal == old.principal and retired.expires == "2026-12-01T14:00:00Z"
+    assert sorted(plan_keys(client, plans["pro"])) == sorted([old.id, new.id])  # both pass during the grace
+    assert tenants.sweep() == []
+    clock[0] += timedelta(hours=3)
+    assert [t.id for t in tenants.sweep()] == [old.id]
+    assert plan_keys(client, plans["pro"]) == [new.id]
+    assert {t.id: t.enabled for t in tenants.list()} == {old.id: False, new.id: True}
+    with pytest.raises(TenantError, match="between 0"):
+        tenants.rotate("acme", grace_hours=-1)
+
+
+def test_local_rotation_grace_hashing_and_an_older_clear_text_file(tmp_path):
+    clock = [datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)]
+    path = tmp_path / "tenants.json"
+    tenants = LocalTenants(path, plans=["free"], now=lambda: clock[0])
+    old = tenants.create("acme", "free")
+    new, retired = tenants.rotate("acme", grace_hours=1)
+    assert tenants.match_key(old.key).id == old.id and tenants.match_key(new.key).id == new.id  # within the grace
+    clock[0] += timedelta(hours=2)
+    assert tenants.match_key(old.key) is None and tenants.match_key(new.key).id == new.id  # rotated out
+    assert [t.id for t in tenants.list() if not t.enabled] == [old.id]  # list sweeps it
+    assert tenants.sigv4_credentials("acme").access_key_id.startswith("AKIA")  # SigV4 credentials survive rotation
+    legacy = tmp_path / "legacy.json"  # what an older modelfn wrote: keys in clear
+    legacy.write_text(json.dumps({"tenants": [{"id": "k1", "name": "bob", "plan": "free", "enabled": True,
+                                               "created": "2026-01-01T00:00:00Z", "key": "clear-key-value"}]}))
+    assert LocalTenants(legacy, ["free"]).match_key("clear-key-value").name == "bob"
+    assert "clear-key-value" not in legacy.read_text()  # rewritten hashed the first time it was read
+
+
+def test_cli_rotate_and_list_show_the_new_key_once_and_key_age(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "tenants.json"
+    local = ["--local", "--tenants", str(path)]
+    assert main(["tenants", "create", "dev", "--plan", "free", *local]) == 0
+    capsys.readouterr()
+    assert main(["tenants", "rotate", "dev", "--grace-hours", "0", *local]) == 0
+    out = capsys.readouterr().out
+    key = out.split("new API key (shown once; give it to the tenant): ")[1].split()[0]
+    assert "is revoked now" in out and LocalTenants(path).match_key(key).name == "dev"
+    assert main(["tenants", "list", *local]) == 0
+    assert "key age" in capsys.readouterr().out
+    assert main(["tenants", "token", "dev", *local]) == 2  # the repository's template is api_key mode
+    assert "not jwt" in capsys.readouterr().err

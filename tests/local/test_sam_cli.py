@@ -153,8 +153,8 @@ def test_request_handler_and_current_route_let_admit_answer_before_the_function_
     """LocalApigwService._request_handler, _get_current_route and service_response."""
     seen = []
 
-    def admit(function, path, headers):
-        seen.append((function, path, headers.get("x-api-key")))
+    def admit(function, path, request):
+        seen.append((function, path, request.headers.get("x-api-key")))
         return sam_cli.Refusal(429, {"error": "slow down"})
 
     runtime, client = gateway(stacks, PROXY_OK, admit)
@@ -166,10 +166,11 @@ def test_request_handler_and_current_route_let_admit_answer_before_the_function_
 
 def test_generate_lambda_event_carries_what_admit_returned_into_the_rest_event(stacks):
     """LocalApigwService._generate_lambda_event."""
-    runtime, client = gateway(stacks, PROXY_OK, lambda function, path, headers: {"apiKey": "k1", "apiKeyId": "t1"})
+    answer = {"identity": {"apiKey": "k1", "apiKeyId": "t1"}, "authorizer": {"tenant": "t1"}}
+    runtime, client = gateway(stacks, PROXY_OK, lambda function, path, request: answer)
     assert client.get("/test/anything").get_json() == {"ok": True}
-    identity = json.loads(runtime.calls[0][1])["requestContext"]["identity"]
-    assert (identity["apiKey"], identity["apiKeyId"]) == ("k1", "t1")
+    context = json.loads(runtime.calls[0][1])["requestContext"]
+    assert (context["identity"]["apiKey"], context["identity"]["apiKeyId"], context["authorizer"]) == ("k1", "t1", {"tenant": "t1"})
 
 
 def test_a_function_error_is_a_502_as_on_api_gateway(stacks):

@@ -15,7 +15,8 @@ from pathlib import Path
 RUNTIME = Path(__file__).resolve().parents[2] / "functions" / "inference" / "modelfn_runtime"
 
 LAYERS = [
-    ("foundation", {"environment", "http", "errors", "modelcard", "digest", "aws", "observability"}),
+    ("foundation", {"environment", "http", "errors", "modelcard", "digest", "aws", "observability", "identity",
+                    "tokens"}),
     ("types", {"envelope"}),
     ("contract", {"validation", "limits", "tensors", "interfaces"}),
     ("model", {"session", "providers", "cuda", "artifacts", "cards"}),
@@ -23,7 +24,7 @@ LAYERS = [
     ("service", {"service", "metering", "payloads"}),
     ("jobs", {"jobs.*"}),
     ("triggers", {"triggers.*"}),
-    ("handler", {"handler", "snapstart", "usage"}),
+    ("handler", {"handler", "snapstart", "usage", "authorizer"}),
 ]
 MAX_DEPTH = 6
 

@@ -60,6 +60,10 @@ MAX_OBJECT_BYTES = "MODELFN_MAX_OBJECT_BYTES"
 MAX_JSON_BYTES = "MODELFN_MAX_JSON_BYTES"
 IDEMPOTENCY_TTL_S = "MODELFN_IDEMPOTENCY_TTL_S"
 
+# --- authentication (the catalog's auth: section) -------------------------------------------------------------------
+AUTH_MODE = "MODELFN_AUTH_MODE"
+"""``iam`` or ``jwt`` when the model routes need more than an API key (unset: ``api_key``); /openapi.json says so."""
+
 # --- metering -----------------------------------------------------------------------------------------------------
 USAGE_TABLE = "MODELFN_USAGE_TABLE"
 """The DynamoDB table of per-tenant usage (unset: no tenant metering)."""

@@ -13,7 +13,9 @@ Every route the API answers is described, with every status it can answer:
   OpenAPI has no place for a path's undocumented methods, so each path item's description says so); HEAD is
   answered wherever GET is, with GET's status and headers and no body.
 
-Which routes need a key: every route but ``OPEN_OPERATIONS`` (the template's open ServerFunction events).
+Which routes need a key: every route but ``OPEN_OPERATIONS`` (the template's open ServerFunction events). With
+``MODELFN_AUTH_MODE`` (the catalog's ``auth:``) ``iam`` or ``jwt`` they also need a SigV4 signature or a bearer token,
+and may answer 401 (``_with_auth``).
 OpenAPI 3.1 schemas are JSON Schema 2020-12, so any JSON Schema validator checks requests against them.
 
 Example:
@@ -26,9 +28,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from . import openapi_schemas as schemas
+from .environment import AUTH_MODE
 from .modelcard import ModelCard
 from .protocols import oip_routes, server_routes, tfserving_routes
 from .protocols.routing import Route
@@ -59,8 +63,42 @@ ANY_REQUEST = ("400", "413", "415", "429", "500", "502", "504")
 stage's throttle (429), and the function or API Gateway failing (500, 502, 504)."""
 
 
-def openapi_document(cards: list[ModelCard], server_version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for an API serving ``cards`` (sorted by model name)."""
+def openapi_document(cards: list[ModelCard], server_version: str, auth_mode: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for an API serving ``cards`` (sorted by model name); ``auth_mode`` defaults to
+    ``MODELFN_AUTH_MODE`` (``api_key`` when unset)."""
+    document = _document(cards, server_version)
+    mode = auth_mode or os.environ.get(AUTH_MODE) or "api_key"
+    return _with_auth(document, mode) if mode in AUTH_SCHEMES else document
+
+
+AUTH_SCHEMES: dict[str, dict[str, Any]] = {
+    "iam": {"type": "apiKey", "in": "header", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4",
+            "description": "an AWS SigV4 signature (service execute-api) by the tenant's IAM principal; send x-api-key too"},
+    "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "an access token from the API's issuer (Authorization: Bearer <token>)"},
+}
+UNAUTHORIZED = ("401", "Unauthorized", "API Gateway: missing or malformed credential (no or bad SigV4 signature, "
+                "outside the 5-minute clock skew; no, expired or foreign token); the message says how to fix it")
+
+
+def _with_auth(document: dict[str, Any], mode: str) -> dict[str, Any]:
+    """``document`` for an API whose keyed routes also need ``mode``'s credential: its scheme, and 401 on them.
+    (With the JWT Lambda authorizer the token alone is enough; with Cognito or IAM the key is sent too.)"""
+    components = document["components"]
+    components["securitySchemes"][mode] = AUTH_SCHEMES[mode]
+    status, name, description = UNAUTHORIZED
+    components["responses"][name] = _json_response(description, ERROR_REF)
+    for item in document["paths"].values():
+        for operation in (value for value in item.values() if isinstance(value, dict) and "security" in value):
+            if operation["security"]:
+                # iam: signature and key; jwt: the token (Lambda authorizer) or the token and the key (Cognito)
+                operation["security"] = [{mode: [], "apiKey": []}] + ([{mode: []}] if mode == "jwt" else [])
+                operation["responses"][status] = {"$ref": f"#/components/responses/{name}"}
+                operation["responses"] = dict(sorted(operation["responses"].items()))
+    return document
+
+
+def _document(cards: list[ModelCard], server_version: str) -> dict[str, Any]:
     cards = sorted(cards, key=lambda c: c.name)
     paths: dict[str, Any] = _server_paths()
     components: dict[str, Any] = {

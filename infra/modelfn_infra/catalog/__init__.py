@@ -14,6 +14,7 @@ One module per job, imported bottom-up (nothing imports a module above it):
     functions   Globals, the catch-all function, one function per model
     events      data bucket, idempotency table, per-model queues and S3/SQS event sources
     usage       API keys, usage plans, the usage table and the meter's wiring (billing)
+    auth        the auth: section's mode: AWS_IAM, a Cognito or Lambda (JWT) authorizer, their gateway responses
     readiness   the catch-all's probe of the model functions
     render      the template from all of the above; dump, render, drift
 
@@ -23,9 +24,10 @@ infra/catalog.yaml's comments (a test checks every key is documented). It is the
 resources go in the module of their job, or in a new module (``accelerators``: capacity provider, ``AcceleratorConfig``)
 whose ``(template, catalog)`` step joins ``render.PASSES``.
 
-Adding a section (e.g. ``auth:``): a record dataclass in ``schema`` (fields, ``where``, ``validate``), one field on
-``Catalog`` (``auth: AuthSection | None = None``; ``list[...]`` for a list of named entries), and a new module
-(``auth``) whose step joins ``render.PASSES``. ``Catalog.read`` reads and checks it with no other change.
+Adding a section (as ``auth:`` was): a record dataclass in ``schema`` (fields, ``where``, ``validate``: ``AuthSection``),
+one field on ``Catalog`` (``auth: AuthSection = setting(factory=AuthSection)``; ``list[...]`` for a list of named
+entries), and a new module (``auth``) whose step joins ``render.PASSES``. ``Catalog.read`` reads and checks it with no
+other change.
 
 Example:
     >>> catalog = Catalog.read("infra/catalog.yaml")                 # doctest: +SKIP
@@ -39,6 +41,7 @@ from modelfn_runtime.modelcard import NAME_PATTERN, VERSION_PATTERN
 
 from . import ids
 from .api import ERROR_TEMPLATE, OPEN_EVENTS
+from .auth import AUTH_ERRORS, AUTH_METADATA, SIGV4_SERVICE, add_auth
 from .fields import CatalogError, known_keys
 from .functions import FUNCTION_CODE
 from .ids import logical_id
@@ -56,11 +59,22 @@ from .releases import (
     release_resources,
 )
 from .render import HEADER, drift, dump_template, render_template, rendered
-from .schema import ARCHITECTURES, DEPLOYMENT_TYPES, PACKAGE_TYPES, QUOTA_PERIODS, Catalog, ModelEntry, UsagePlanEntry
+from .schema import (
+    ARCHITECTURES,
+    AUTH_MODES,
+    DEPLOYMENT_TYPES,
+    PACKAGE_TYPES,
+    QUOTA_PERIODS,
+    AuthSection,
+    Catalog,
+    ModelEntry,
+    UsagePlanEntry,
+)
 from .usage import API_KEY_HEADER, GATEWAY_ERRORS, PLAN_TAG, USAGE_TABLE, add_billing, usage_table_resource
 
 __all__ = [
-    "ACCESS_LOG_FORMAT", "API_KEY_HEADER", "ARCHITECTURES", "DEPLOYMENT_TYPES", "ERROR_TEMPLATE", "FUNCTION_CODE",
+    "ACCESS_LOG_FORMAT", "API_KEY_HEADER", "ARCHITECTURES", "AUTH_ERRORS", "AUTH_METADATA", "AUTH_MODES", "AuthSection",
+    "SIGV4_SERVICE", "add_auth", "DEPLOYMENT_TYPES", "ERROR_TEMPLATE", "FUNCTION_CODE",
     "GATEWAY_ERRORS", "HEADER", "IMAGE_CONTEXT", "IMAGE_DOCKERFILE", "LAMBDA_RUNTIME", "LAYER_CODE", "LIVE_ALIAS",
     "NAME_PATTERN", "OPEN_EVENTS", "PACKAGE_TYPES", "PLAN_TAG", "QUOTA_PERIODS", "STACK_KEY", "USAGE_TABLE",
     "VERSION_PATTERN", "Catalog", "CatalogError", "ModelEntry", "UsagePlanEntry", "add_billing", "alarm_logical_ids",

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -39,6 +40,9 @@ DEPLOYMENT_TYPES = (
 )
 """CodeDeploy's predefined Lambda deployment configurations, as SAM's ``DeploymentPreference.Type`` names them."""
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+AUTH_MODES = ("api_key", "iam", "jwt")
+USER_POOL_ARN = re.compile(r"arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[\w-]+_[0-9A-Za-z]+")
+CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_:.-]{0,63}")
 NAME_RULE = f"name must match {NAME_PATTERN.pattern} (lower-case letters, digits, dashes)"
 
 
@@ -141,11 +145,66 @@ class UsagePlanEntry:
 
 
 @dataclass(frozen=True)
+class AuthSection:
+    """Who may call the model routes: ``api_key`` (the default), ``iam`` (SigV4) or ``jwt`` (OAuth2/OIDC tokens).
+
+    In every mode a tenant still has an API key on a usage plan (throttling, quotas, bills per tenant); ``iam`` and
+    ``jwt`` add an authenticated identity that decides who the tenant is. ``catalog/auth.py`` renders it.
+
+    Example:
+        >>> AuthSection("jwt", issuer="https://auth.example.com/", audience="models").validate()
+    """
+
+    LABEL: ClassVar[str] = "auth"
+
+    mode: str = setting("api_key", choices=AUTH_MODES)
+    issuer: str | None = None
+    audience: str | None = None
+    user_pool_arn: str | None = None
+    tenant_claim: str = "sub"
+    jwks_uri: str | None = None
+
+    @property
+    def where(self) -> str:
+        return "catalog section 'auth'"
+
+    @property
+    def jwks(self) -> str:
+        """Where the issuer publishes its signing keys (``jwks_uri``, else ``<issuer>/.well-known/jwks.json``)."""
+        return self.jwks_uri or f"{(self.issuer or '').rstrip('/')}/.well-known/jwks.json"
+
+    def validate(self) -> None:
+        check_fields(self)
+        where = self.where
+        jwt_keys = {"issuer": self.issuer, "audience": self.audience, "user_pool_arn": self.user_pool_arn,
+                    "jwks_uri": self.jwks_uri}
+        if self.mode != "jwt":
+            given = [key for key, value in jwt_keys.items() if value is not None]
+            if given or self.tenant_claim != "sub":
+                raise CatalogError(f"{where}: {', '.join(given) or 'tenant_claim'} only applies to mode: jwt; "
+                                   "remove it or set mode: jwt")
+            return
+        for key in ("issuer", "audience"):
+            if not jwt_keys[key]:
+                raise CatalogError(f"{where}: mode: jwt needs {key} (the token's iss and aud claims, "
+                                   "e.g. issuer: https://auth.example.com/ and audience: models)")
+        for key in ("issuer", "jwks_uri"):
+            if jwt_keys[key] is not None and not str(jwt_keys[key]).startswith("https://"):
+                raise CatalogError(f"{where}: {key} must be an https:// URL (the issuer's keys are fetched over TLS)")
+        if self.user_pool_arn is not None and not USER_POOL_ARN.fullmatch(self.user_pool_arn):
+            raise CatalogError(f"{where}: user_pool_arn must be a Cognito user pool ARN such as "
+                               "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_AbCdEf123")
+        if not CLAIM_NAME.fullmatch(self.tenant_claim):
+            raise CatalogError(f"{where}: tenant_claim must be a claim name such as sub or custom:tenant")
+
+
+@dataclass(frozen=True)
 class Catalog:
     """The whole catalog: one field per top-level section (``usage_plans`` is read into ``plans``)."""
 
     models: list[ModelEntry] = setting(factory=list)
     plans: list[UsagePlanEntry] = setting(factory=list, key="usage_plans")
+    auth: AuthSection = setting(factory=AuthSection)
 
     @property
     def where(self) -> str:

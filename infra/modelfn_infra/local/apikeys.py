@@ -10,8 +10,8 @@ What a deployed REST API does before a request reaches a function, read from the
   month): one more answers 429 (``QUOTA_EXCEEDED``);
 * an admitted request's event carries ``requestContext.identity.apiKey`` and ``apiKeyId``.
 
-Keys come from ``tenants.LocalTenants`` (``modelfn tenants create NAME --plan PLAN --local``), re-read
-when the file changes. Quota counts live in memory: restarting the local API resets them.
+Keys come from ``tenants.LocalTenants`` (``modelfn tenants create NAME --plan PLAN --local``: stored as salted
+digests), re-read when the file changes. Quota counts live in memory: restarting the local API resets them.
 
 Example:
     >>> gate = ApiKeyGate.from_template(resources, LocalTenants(".modelfn/local/tenants.json"))  # doctest: +SKIP
@@ -143,8 +143,6 @@ class ApiKeyGate:
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
         self._used: dict[tuple[str, str], int] = {}
-        self._keys: dict[str, Tenant] = {}
-        self._keys_stamp: tuple[int, int] | None = None
 
     @classmethod
     def from_template(cls, resources: Mapping[str, Any], tenants: LocalTenants, **kwargs: Any) -> "ApiKeyGate":
@@ -154,9 +152,19 @@ class ApiKeyGate:
         return (function, path) in self.required
 
     def check(self, function: str, path: str, api_key: str | None) -> Admitted | Refused:
+        """The ``x-api-key`` header's key (``ApiKeySourceType: HEADER``) against its plan."""
         if not self.requires_key(function, path):
             return Admitted(None)
-        tenant = self._tenant(api_key)
+        return self.limit(self._tenant(api_key))
+
+    def check_tenant(self, function: str, path: str, tenant: Tenant) -> Admitted | Refused:
+        """The key an authorizer supplied for ``tenant`` (``ApiKeySourceType: AUTHORIZER``) against its plan."""
+        if not self.requires_key(function, path):
+            return Admitted(None)
+        return self.limit(tenant)
+
+    def limit(self, tenant: Tenant | None) -> Admitted | Refused:
+        """A valid key's plan: its quota for this period, then its token bucket."""
         if tenant is None or tenant.plan not in self.plans:
             return _refused("INVALID_API_KEY")
         plan = self.plans[tenant.plan]
@@ -177,18 +185,8 @@ class ApiKeyGate:
         return self._used.get((tenant_id, period), 0)
 
     def _tenant(self, api_key: str | None) -> Tenant | None:
-        if not api_key:
-            return None
-        try:
-            stat = self.tenants.path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            if stamp != self._keys_stamp:
-                self._keys = self.tenants.by_key() if stamp else {}
-                self._keys_stamp = stamp
-            return self._keys.get(api_key)
+        """The tenant of a valid key (the tenants file re-read when it changes; digests compared in constant time)."""
+        return self.tenants.match_key(api_key)
 
 
 def _refused(error_type: str) -> Refused:

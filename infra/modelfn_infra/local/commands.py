@@ -31,6 +31,8 @@ from ..catalog import API_KEY_HEADER
 from ..tenants import DEFAULT_LOCAL_TENANTS, LocalTenants
 from . import sam_cli
 from .apikeys import ApiKeyGate, Refused, plans_from_template
+from .credentials import AuthSettings, CredentialGate, Incoming
+from .issuer import ISSUER_DIRECTORY, LocalIssuer
 from .sandbox import HostLambdaRuntime
 from .shutdown import stop_on_signals
 from .store import local_store_env, missing_models, resolve_relative
@@ -107,12 +109,18 @@ class LocalApp:
             return json.loads(out.getvalue())
 
     def serve_api(self, port: int = 3000, *, api_keys: bool = True, tenants: str | Path = DEFAULT_LOCAL_TENANTS) -> "ApiServer":
-        """Serve the API; ``api_keys=False`` skips key checks, throttling and quotas (as ``sam local start-api`` does)."""
-        gate = None
-        if api_keys:
-            gate = ApiKeyGate.from_template(self.resources, LocalTenants(tenants, plans_from_template(self.resources)))
-        app = sam_cli.api_gateway_app(self.stacks, self.runner, self.log, admit=_key_check(gate) if gate else None)
-        return ApiServer(app, port, gate)
+        """Serve the API; ``api_keys=False`` skips credentials, key checks, throttling and quotas (as ``sam local
+        start-api`` does). With ``auth: jwt`` the local issuer's JWKS is served on 127.0.0.1 too, stopped with the API."""
+        if not api_keys:
+            return ApiServer(sam_cli.api_gateway_app(self.stacks, self.runner, self.log), port, None)
+        directory = LocalTenants(tenants, plans_from_template(self.resources))
+        gate = ApiKeyGate.from_template(self.resources, directory)
+        jwks = None
+        if AuthSettings.from_template(self.resources).mode == "jwt":
+            jwks = JwksEndpoint(LocalIssuer(Path(tenants).parent / ISSUER_DIRECTORY))
+        credentials = CredentialGate.from_template(self.resources, directory, jwks.url + "/jwks.json" if jwks else None)
+        app = sam_cli.api_gateway_app(self.stacks, self.runner, self.log, admit=_admission(gate, credentials))
+        return ApiServer(app, port, gate, credentials, companions=[jwks] if jwks else [])
 
     def routes(self) -> list[Any]:
         """The API's routes (``function_name``, ``path``, ``methods``)."""
@@ -124,15 +132,28 @@ class LocalApp:
         return self.stacks[0].resources
 
 
-def _key_check(gate: ApiKeyGate) -> sam_cli.Admit:
-    """API Gateway's key check, throttling and quotas before a route's function runs; the key into the REST event."""
+def _admission(keys: ApiKeyGate, credentials: CredentialGate) -> sam_cli.Admit:
+    """What API Gateway does before a route's function runs: the mode's credential (SigV4, JWT) if the route has an
+    authorizer, then the usage-plan key (the header's, or the authorizer's), throttling and quotas; what it learnt goes
+    into the REST event's requestContext."""
 
-    def admit(function: str, path: str, headers) -> sam_cli.Refusal | dict[str, Any] | None:
-        key = headers.get(API_KEY_HEADER)
-        decision = gate.check(function, path, key)
+    def admit(function: str, path: str, request) -> sam_cli.Refusal | dict[str, dict[str, Any]] | None:
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+        incoming = Incoming(request.method, f"{request.scheme}://{request.host}{raw}", request.headers, request.get_data())
+        identity = credentials.authenticate(function, path, incoming)
+        if isinstance(identity, Refused):
+            return sam_cli.Refusal(identity.status, {"error": identity.message})
+        if identity is not None and identity.supplies_key:  # the Lambda authorizer's usageIdentifierKey
+            key, decision = None, keys.check_tenant(function, path, identity.tenant)
+        else:  # ApiKeySourceType HEADER: the caller's x-api-key, whoever signed the request
+            key = request.headers.get(API_KEY_HEADER)
+            decision = keys.check(function, path, key)
         if isinstance(decision, Refused):
             return sam_cli.Refusal(decision.status, {"error": decision.message})
-        return {"apiKey": key, "apiKeyId": decision.tenant.id} if decision.tenant is not None else None
+        context = {part: dict(fields) for part, fields in (identity.context if identity else {}).items()}
+        if decision.tenant is not None:
+            context.setdefault("identity", {}).update(apiKeyId=decision.tenant.id, **({"apiKey": key} if key else {}))
+        return context or None
 
     return admit
 
@@ -166,13 +187,29 @@ class LambdaEndpoint(_BackgroundServer):
         super().__init__(sam_cli.lambda_invoke_app(runner, log), 0, "modelfn-lambda-endpoint")
 
 
-class ApiServer(_BackgroundServer):
-    """The emulated API on 127.0.0.1 in a background thread; ``stop()`` or idle shutdown ends it."""
+class JwksEndpoint(_BackgroundServer):
+    """The local issuer's JWKS on 127.0.0.1 (what a real issuer serves at its jwks_uri), for the token checks."""
 
-    def __init__(self, app, port: int, gate: ApiKeyGate | None = None) -> None:
+    def __init__(self, issuer: LocalIssuer) -> None:
+        self.issuer = issuer
+        super().__init__(issuer.jwks_app(), 0, "modelfn-jwks")
+
+
+class ApiServer(_BackgroundServer):
+    """The emulated API on 127.0.0.1 in a background thread; ``stop()`` or idle shutdown ends it (and its companions,
+    e.g. the local issuer's JWKS endpoint)."""
+
+    def __init__(self, app, port: int, gate: ApiKeyGate | None = None, credentials: CredentialGate | None = None,
+                 companions: list[_BackgroundServer] | None = None) -> None:
         self.last_request = time.monotonic()
-        self.gate = gate
+        self.gate, self.credentials = gate, credentials
+        self.companions = companions or []
         super().__init__(self._guard(app), port, "modelfn-api")
+
+    def stop(self) -> None:
+        super().stop()
+        for companion in self.companions:
+            companion.stop()
 
     def _guard(self, app):
         def middleware(environ, start_response):
@@ -246,17 +283,23 @@ def _cloud(args: Namespace, app: LocalApp):
 def _first_tenant(app: LocalApp, path: str | Path, port: int) -> None:
     """A fresh project has no local tenant, so every model route would answer 403: create ``dev`` on the most
     generous plan and print its key once (`modelfn tenants list --local` shows the tenants later)."""
-    from ..tenants import LocalTenants
-    from .apikeys import plans_from_template
+    from ..tenants import LOCAL_ACCOUNT
 
     plans = plans_from_template(app.resources)
     tenants = LocalTenants(path, plans)
     if not plans or tenants.list():
         return
     plan = max(plans.values(), key=lambda limits: (limits.rate_limit, limits.quota or float("inf"))).name
-    tenant = tenants.create("dev", plan)
+    mode = AuthSettings.from_template(app.resources).mode
+    tenant = tenants.create("dev", plan, f"arn:aws:iam::{LOCAL_ACCOUNT}:user/dev" if mode == "iam" else None)
     print(f"no local tenant yet: created tenant dev (plan {plan}) in {path}; its API key, shown once: {tenant.key}\n"
           f"  e.g. curl -H 'x-api-key: {tenant.key}' http://127.0.0.1:{port}/v2/models/<name>/ready", flush=True)
+    if mode == "iam":
+        credentials = tenants.sigv4_credentials("dev")
+        print(f"  its local SigV4 credentials: AWS_ACCESS_KEY_ID={credentials.access_key_id} "
+              f"AWS_SECRET_ACCESS_KEY={credentials.secret_access_key}", flush=True)
+    elif mode == "jwt":
+        print("  its access token: `modelfn tenants token dev --local`", flush=True)
 
 
 def start_api(args: Namespace) -> int:
@@ -283,7 +326,14 @@ def _serve(args: Namespace, app: LocalApp, cloud) -> None:
     server = app.serve_api(args.port, api_keys=not args.no_api_keys, tenants=args.tenants)
     for route in sorted(app.routes(), key=lambda r: r.path):
         print(f"  {route.function_name:>18}  {','.join(sorted(route.methods)):<40} {server.url}{route.path}")
-    if server.gate is not None and server.gate.required:
+    mode = server.credentials.settings.mode if server.credentials is not None else "api_key"
+    if mode == "iam":
+        print(f"auth iam: model routes need a SigV4 signature (service execute-api) with a tenant's local credentials "
+              f"from {args.tenants} and its x-api-key (`modelfn tenants create NAME --plan PLAN --local` prints both)")
+    elif mode == "jwt":
+        print(f"auth jwt: model routes need 'Authorization: Bearer <token>' from the local issuer (issuer "
+              f"{server.credentials.settings.issuer}): `modelfn tenants token NAME --local` signs one")
+    elif server.gate is not None and server.gate.required:
         print(f"API keys from {args.tenants} are required on model routes (x-api-key header); "
               "create one with `modelfn tenants create NAME --plan PLAN --local`")
     print(f"API listening on {server.url} (Ctrl-C to stop); playground: {server.url}/, OpenAPI: {server.url}/openapi.json",

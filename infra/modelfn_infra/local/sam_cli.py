@@ -77,7 +77,7 @@ RIE_BINARY = Path(samcli.__file__).parent / "local" / "rapid" / (
 
 OWNERS = {owner.__name__: owner for owner in (
     LocalApigwService, LocalLambdaHttpService, LocalLambdaRunner, LambdaRuntime, FunctionConfig, EnvironmentVariables,
-    SamLocalStackProvider, ServiceErrorResponses,
+    SamLocalStackProvider, ServiceErrorResponses, Route,
 )}
 
 # Each callable modelfn overrides or calls, with the parameters it relies on, in order. "prefix": SAM may add
@@ -105,6 +105,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {
     "EnvironmentVariables.resolve": (("self",), "exact"),
     "SamLocalStackProvider.get_stacks": (("template_file", "stack_path", "name", "parameter_overrides"), "prefix"),
     "ServiceErrorResponses.lambda_failure_response": (("args",), "exact"),
+    # api_gateway_app clears each route's authorizer (modelfn's admit hook authenticates instead)
+    "Route.__init__": (("authorizer_name", "authorizer_object"), "subset"),
 }
 
 ASSIGNED_ATTRIBUTES = {"LocalApigwService.create": "_app", "LocalLambdaHttpService.create": "_app"}
@@ -211,9 +213,10 @@ class Refusal:
     body: dict[str, Any]
 
 
-Admit = Callable[[str, str, Mapping[str, str]], "Refusal | dict[str, Any] | None"]
-"""``admit(function, route_path, headers)``: a Refusal, or fields for the REST event's ``requestContext.identity``
-(e.g. ``apiKey``, ``apiKeyId``), or None to add nothing."""
+Admit = Callable[[str, str, Any], "Refusal | dict[str, dict[str, Any]] | None"]
+"""``admit(function, route_path, request)`` (the Flask request: headers, method, raw URI, body): a Refusal, or what the
+REST event's ``requestContext`` gets, by part (``{"identity": {"apiKeyId": ...}, "authorizer": {...}}``: fields merged
+into ``identity``, ``authorizer`` set), or None to add nothing."""
 
 
 class FunctionError(Exception):
@@ -223,6 +226,8 @@ class FunctionError(Exception):
 def api_gateway_app(stacks: list[Any], runner: LocalLambdaRunner, log: StreamWriter, *, admit: Admit | None = None) -> Any:
     """The WSGI app of SAM's API Gateway emulation for the template's API, with ``admit`` run before each function."""
     api = ApiProvider(stacks, cwd=os.getcwd()).api
+    for route in api.routes:  # admit authenticates (SigV4, JWT) as the deployed authorizers do; SAM must not run the
+        route.authorizer_name, route.authorizer_object = None, None  # authorizer function (it needs AWS and the issuer)
     service = _ApiGatewayService(api=api, lambda_runner=runner, port=0, host="127.0.0.1", stderr=log)
     service.admit = admit
     service.create()
@@ -238,7 +243,7 @@ class _ApiGatewayService(LocalApigwService):
     def _request_handler(self, **kwargs):
         if self.admit is not None:
             route = self._get_current_route(request)
-            decision = self.admit(route.function_name, route.path, request.headers)
+            decision = self.admit(route.function_name, route.path, request)
             if isinstance(decision, Refusal):
                 return self.service_response(json.dumps(decision.body), {"Content-Type": "application/json"}, decision.status)
             g.modelfn_identity = decision
@@ -246,9 +251,11 @@ class _ApiGatewayService(LocalApigwService):
 
     def _generate_lambda_event(self, flask_request, route, method, endpoint):
         event = super()._generate_lambda_event(flask_request, route, method, endpoint)
-        identity = getattr(g, "modelfn_identity", None)
-        if identity and route.event_type == Route.API:  # API Gateway puts the key into the REST event
-            event["requestContext"]["identity"].update(identity)
+        context = getattr(g, "modelfn_identity", None)
+        if context and route.event_type == Route.API:  # API Gateway puts the key and the authorizer's answer in it
+            event["requestContext"]["identity"].update(context.get("identity") or {})
+            if "authorizer" in context:
+                event["requestContext"]["authorizer"] = context["authorizer"]
         return event
 
     def create(self):

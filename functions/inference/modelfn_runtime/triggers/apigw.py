@@ -22,6 +22,7 @@ from typing import Any
 from ..envelope import Envelope
 from ..errors import BadRequest, ModelfnError
 from ..http import Headers, HttpRequest, HttpResponse
+from ..identity import rest_tenant
 from .base import RequestTrigger
 
 
@@ -57,7 +58,8 @@ class _ProxyTrigger(RequestTrigger):
 
 
 class RestApiTrigger(_ProxyTrigger):
-    """``AWS::Serverless::Api`` (REST) events; the tenant is the API key id API Gateway checked."""
+    """``AWS::Serverless::Api`` (REST) events; the tenant is what API Gateway authenticated (``identity.rest_tenant``:
+    the authorizer's tenant, the token's tenant claim, the IAM principal, else the API key id it checked)."""
 
     name = "rest"
 
@@ -77,7 +79,7 @@ class RestApiTrigger(_ProxyTrigger):
             request_id=_text(context.get("requestId")),
             trigger=self.name,
             api_key_id=api_key_id,
-            tenant=api_key_id,
+            tenant=rest_tenant(identity, _mapping(context.get("authorizer"), "requestContext.authorizer")),
         )
 
 
