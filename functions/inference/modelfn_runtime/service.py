@@ -29,7 +29,7 @@ from .envelope import Envelope
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, clip, quote
 from .http import HttpRequest, HttpResponse
 from .interfaces import Answer, Model, ServedModel, Unavailable
-from .metering import Meter, MetricsMeter, UsageRecord
+from .metering import EmfMeter, Meter, UsageRecord
 from .modelcard import ModelCard
 from .observability import logger
 from .payloads import PayloadLog
@@ -68,7 +68,7 @@ class InferenceService:
         self.unavailable = unavailable
         own = {model.card.name} if model else ({unavailable.name} if unavailable else set())
         self.served_models = sorted(set(served_models or []) | own)
-        self.meter = meter or MetricsMeter()
+        self.meter = meter or EmfMeter()
         self.limits = limits or Limits()
         self.payload_log = payload_log or PayloadLog()  # off unless the function opts in (MODELFN_PAYLOAD_LOG_RATE)
 
