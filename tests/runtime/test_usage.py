@@ -27,7 +27,12 @@ from modelfn_runtime.metering import EmfMeter, UsageRecord
 from modelfn_runtime.payloads import PayloadLog
 from modelfn_runtime.service import InferenceService
 from modelfn_runtime.usage import (
-    MAX_TRANSACTION_ITEMS, UsageAggregator, UsageLine, aggregator_from_environment, chunks, encode_delivery,
+    MAX_TRANSACTION_ITEMS,
+    UsageAggregator,
+    UsageLine,
+    aggregator_from_environment,
+    chunks,
+    encode_delivery,
 )
 
 from .conftest import FEATURES, IDS, oip_inputs, post, rest_event
@@ -54,9 +59,9 @@ def at(text: str):
     return lambda: moment
 
 
-def lines_of(records, *, memory_mb=1024, clock=at("2026-11-28T10:00:00")) -> list[str]:
+def lines_of(records, *, memory_mb=1024, clock=None) -> list[str]:
     out = io.StringIO()
-    meter = EmfMeter(stream=lambda: out, memory_mb=memory_mb, clock=clock)
+    meter = EmfMeter(stream=lambda: out, memory_mb=memory_mb, clock=clock or at("2026-11-28T10:00:00"))
     for usage in records:
         meter.record(usage)
     return out.getvalue().splitlines()
