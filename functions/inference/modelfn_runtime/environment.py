@@ -62,8 +62,7 @@ IDEMPOTENCY_TTL_S = "MODELFN_IDEMPOTENCY_TTL_S"
 
 # --- metering -----------------------------------------------------------------------------------------------------
 USAGE_TABLE = "MODELFN_USAGE_TABLE"
-"""The DynamoDB table of per-tenant usage (unset: no tenant metering)."""
-USAGE_TIMEOUT_S = "MODELFN_USAGE_TIMEOUT_S"
+"""The DynamoDB table of per-tenant usage: the usage aggregator's (model functions write metering lines, not items)."""
 
 
 def model_list(raw: str | None) -> list[str]:

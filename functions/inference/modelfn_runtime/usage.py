@@ -47,7 +47,7 @@ from .metering import UNTENANTED, USAGE_KEY, USAGE_VERSION, write_metric
 from .observability import logger
 
 __all__ = ["COUNTER_FIELDS", "Counters", "Delivery", "MONTH_INDEX", "Summary", "UNTENANTED", "UsageAggregator",
-           "decode_delivery", "encode_delivery", "usage_key"]
+           "decode_delivery", "encode_delivery", "matches_filter", "usage_key"]
 
 USAGE_TABLE_ENV = USAGE_TABLE
 MONTH_INDEX = "month-index"
@@ -64,6 +64,23 @@ MAX_TRANSACTION_ITEMS = 100
 MAX_ATTEMPTS = 6
 FILTER_PATTERN = '{ $.%s.v = %d }' % (USAGE_KEY, USAGE_VERSION)
 """The subscription filter's pattern: only metering lines (JSON with ``modelfn_usage.v``) reach the aggregator."""
+
+
+def matches_filter(message: str) -> bool:
+    """What ``FILTER_PATTERN`` selects, for the local log subscription: a JSON object whose ``modelfn_usage.v`` is 1.
+
+    Example:
+        >>> matches_filter('{"modelfn_usage": {"v": 1}}'), matches_filter('{"message": "modelfn_usage"}')
+        (True, False)
+    """
+    if '"%s"' % USAGE_KEY not in message:
+        return False
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return False
+    record = document.get(USAGE_KEY) if isinstance(document, dict) else None
+    return isinstance(record, dict) and record.get("v") == USAGE_VERSION
 
 
 def usage_key(day: str, model: str, version: str) -> str:

@@ -1,0 +1,77 @@
+"""Metering through the local runtime with real parts: sandboxes (Lambda RIE) write metering lines, the local log
+subscription delivers them as awslogs events to the usage aggregator, which writes a moto DynamoDB table. A sandbox
+killed with SIGKILL between requests loses no request a client got an answer for."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+import urllib.request
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from modelfn_infra.catalog import Catalog, ModelEntry, UsagePlanEntry, dump_template, render_template
+from modelfn_infra.local.commands import LocalApp
+from modelfn_infra.local.sandbox import _exited, free_port
+from modelfn_infra.tenants import LocalTenants
+
+from ..conftest import REPO
+from ..runtime.test_usage import TABLE, create_table
+
+pytestmark = pytest.mark.slow
+
+PIXELS = json.dumps({"inputs": [{"name": "pixels", "shape": [3, 64], "datatype": "FP32", "data": [0.25] * 192}]}).encode()
+
+
+def infer(url: str, key: str) -> int:
+    request = urllib.request.Request(url + "/v2/models/digits/infer", data=PIXELS, method="POST",
+                                     headers={"Content-Type": "application/json", "x-api-key": key})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.read())["outputs"][0]["shape"] == [3, 10]
+        return response.status
+
+
+def test_a_sandbox_killed_between_requests_loses_no_counted_request(digits_store, tmp_path, monkeypatch):
+    catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], [UsagePlanEntry("pro", rate_limit=100, burst_limit=100)])
+    template = tmp_path / "template.yaml"
+    template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+        create_table(client)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        tenants = LocalTenants(tmp_path / "tenants.json", plans=["pro"])
+        acme = tenants.create("acme", "pro")
+        env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE}, "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
+        with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
+                      log_stream=open(os.devnull, "w")) as app:
+            app.usage.interval_s = 3600  # no delivery by the clock: the lines wait in the subscription, not the sandbox
+            server = app.serve_api(port=0, tenants=tenants.path)
+            try:
+                answered = [infer(server.url, acme.key) for _ in range(3)]
+                (killed,) = app.runtime.sandbox_pids
+                os.killpg(killed, signal.SIGKILL)  # the whole sandbox: RIE and runtime, no chance to flush anything
+                deadline = time.monotonic() + 10
+                while not _exited(killed) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                answered += [infer(server.url, acme.key) for _ in range(2)]  # a fresh sandbox answers these
+                assert killed not in app.runtime.sandbox_pids
+            finally:
+                server.stop()
+            app.usage.flush()
+            app.usage.flush()  # a second delivery of nothing new changes nothing
+        rows = client.query(TableName=TABLE, KeyConditionExpression="tenant = :t",
+                            ExpressionAttributeValues={":t": {"S": acme.id}})["Items"]
+        assert answered == [200] * 5
+        assert [(int(r["requests"]["N"]), int(r["items"]["N"]), int(r["ok"]["N"])) for r in rows] == [(5, 15, 5)]
+    finally:
+        moto.stop()
