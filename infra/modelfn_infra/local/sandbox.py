@@ -31,10 +31,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT
