@@ -133,29 +133,30 @@ class EmfMeter:
     def _write(self, usage: UsageRecord) -> None:
         now = self._clock()
         kind = status_class(usage.status)
-        template = self._templates.get((usage.model, usage.version, usage.operation, kind, usage.trigger))
-        if template is None:
-            template = self._template(usage, kind)
-        values = {
-            "ts": int(now * 1000), "latency": _number(usage.duration_ms), "batch": usage.batch_size,
-            "rid": _quote(usage.request_id or ""),
-        }
+        key = (usage.model, usage.version, usage.operation, kind, usage.trigger)
+        template = self._templates.get(key) or self._template(usage, kind)
+        head = (int(now * 1000), _quote(usage.request_id or ""), _number(usage.duration_ms), usage.batch_size)
         if metered(usage):
             index = int(now // 86400)
             if index != self._day_index:
                 self._day_index, self._day = index, time.strftime("%Y-%m-%d", time.gmtime(now))
-            values.update(tenant=_quote(tenant_of(usage)), day=self._day, status=usage.status, billed=billed_ms(usage.duration_ms),
-                          rbytes=usage.request_bytes, wbytes=usage.response_bytes)
+            tenant, billed = _quote(tenant_of(usage)), billed_ms(usage.duration_ms)
+            line = template % (*head, tenant, usage.batch_size, billed, tenant, self._day, usage.status, usage.batch_size,
+                               billed, usage.request_bytes, usage.response_bytes)
+        else:
+            line = template % head
         stream = self._stream()
-        stream.write(template % values)
+        stream.write(line)
         stream.flush()  # in CloudWatch Logs before the response returns: nothing waits in this process's memory
 
     def flush(self) -> None:
         """Nothing to do: every record was written and flushed when it was recorded."""
 
     def _template(self, usage: UsageRecord, kind: str) -> str:
-        """The line for this (model, version, operation, outcome, trigger) with ``%(name)s`` holes for the numbers."""
-        names = [("Latency", "Milliseconds", "%(latency)s"), ("Requests", "Count", "1"), ("BatchSize", "Count", "%(batch)s")]
+        """The line for this (model, version, operation, outcome, trigger) with ``%s`` holes, in ``_write``'s order:
+        timestamp, request id, latency, batch size; metered: tenant, items, billed ms (the tenant metrics), then the
+        usage record's tenant, day, status, items, billed ms, request and response bytes."""
+        names = [("Latency", "Milliseconds", "%s"), ("Requests", "Count", "1"), ("BatchSize", "Count", "%s")]
         if kind != "ok":
             names.append(("ClientErrors" if kind == "client_error" else "Errors", "Count", "1"))
         directives = [{"Namespace": self.namespace, "Dimensions": [["model", "version", "operation", "service"]],
@@ -167,11 +168,11 @@ class EmfMeter:
             tenant_metrics = [("TenantRequests", "Count"), ("TenantItems", "Count"), ("TenantBilledDuration", "Milliseconds")]
             directives.append({"Namespace": self.namespace, "Dimensions": [["tenant", "model"]],
                                "Metrics": [{"Name": name, "Unit": unit} for name, unit in tenant_metrics]})
-            body += ',"tenant":%(tenant)s,"TenantRequests":1,"TenantItems":%(batch)s,"TenantBilledDuration":%(billed)s'
+            body += ',"tenant":%s,"TenantRequests":1,"TenantItems":%s,"TenantBilledDuration":%s'
             body += self._usage_template(usage)
         head = json.dumps({"CloudWatchMetrics": directives}, separators=(",", ":"))[:-1].replace("%", "%%")
         fixed_text = json.dumps(fixed, separators=(",", ":"))[1:-1].replace("%", "%%")
-        template = '{"_aws":' + head + ',"Timestamp":%(ts)s},' + fixed_text + ',"request_id":%(rid)s' + body + "}\n"
+        template = '{"_aws":' + head + ',"Timestamp":%s},' + fixed_text + ',"request_id":%s' + body + "}\n"
         self._templates[(usage.model, usage.version, usage.operation, kind, usage.trigger)] = template
         return template
 
@@ -179,8 +180,8 @@ class EmfMeter:
         fixed = json.dumps({"v": USAGE_VERSION, "model": usage.model, "version": usage.version, "trigger": usage.trigger,
                             "memory_mb": self.memory_mb, "architecture": self.architecture},
                            separators=(",", ":"))[1:-1].replace("%", "%%")
-        return (f',"{USAGE_KEY}":{{{fixed},"tenant":%(tenant)s,"day":"%(day)s","status":%(status)s,"items":%(batch)s,'
-                '"billed_ms":%(billed)s,"request_bytes":%(rbytes)s,"response_bytes":%(wbytes)s}')
+        return (f',"{USAGE_KEY}":{{{fixed},"tenant":%s,"day":"%s","status":%s,"items":%s,'
+                '"billed_ms":%s,"request_bytes":%s,"response_bytes":%s}')
 
 
 MetricsMeter = EmfMeter
