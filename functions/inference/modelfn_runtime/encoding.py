@@ -49,8 +49,10 @@ def decode_request(request: HttpRequest) -> HttpRequest:
 
 def encode_response(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """The response compressed with the first of gzip/deflate the client accepts, when that is worth it."""
+    if len(response.body) < MIN_COMPRESSED_BYTES:  # most answers: no header to parse
+        return response
     coding = _accepted(request.headers.get("accept-encoding", ""))
-    if coding is None or len(response.body) < MIN_COMPRESSED_BYTES or "Content-Encoding" in response.headers:
+    if coding is None or "Content-Encoding" in response.headers:
         return response
     if coding == "gzip":
         compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
