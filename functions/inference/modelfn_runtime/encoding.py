@@ -31,7 +31,10 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate":
 
 def decode_request(request: HttpRequest) -> HttpRequest:
     """The request with its body decoded per ``Content-Encoding`` (``identity``, ``gzip`` or ``deflate``)."""
-    codings = [c.strip().lower() for c in request.headers.get("content-encoding", "").split(",") if c.strip()]
+    header = request.headers.get("content-encoding")
+    if not header:  # most requests: nothing to decode
+        return request
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
     body = request.body
     for coding in reversed(codings):  # the last coding applied is listed last
         if coding == "identity":

@@ -93,10 +93,6 @@ def architecture() -> str:
     return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 
 
-def _number(value: float) -> str:
-    return repr(round(value, 3)) if math.isfinite(value) else "0"
-
-
 class EmfMeter:
     """One EMF line per request (metrics + the tenant usage record), written to stdout and flushed at once.
 
@@ -132,19 +128,21 @@ class EmfMeter:
 
     def _write(self, usage: UsageRecord) -> None:
         now = self._clock()
-        kind = status_class(usage.status)
+        status = usage.status
+        kind = "ok" if status < 400 else status_class(status)
         key = (usage.model, usage.version, usage.operation, kind, usage.trigger)
         template = self._templates.get(key) or self._template(usage, kind)
-        head = (int(now * 1000), _quote(usage.request_id or ""), _number(usage.duration_ms), usage.batch_size)
-        if metered(usage):
+        duration, batch = usage.duration_ms, usage.batch_size
+        if usage.model and usage.trigger != "probe":  # metered(usage), inlined: this runs on every request
             index = int(now // 86400)
             if index != self._day_index:
                 self._day_index, self._day = index, time.strftime("%Y-%m-%d", time.gmtime(now))
-            tenant, billed = _quote(tenant_of(usage)), billed_ms(usage.duration_ms)
-            line = template % (*head, tenant, usage.batch_size, billed, tenant, self._day, usage.status, usage.batch_size,
-                               billed, usage.request_bytes, usage.response_bytes)
+            tenant = _quote(usage.tenant or usage.api_key_id or UNTENANTED)  # tenant_of(usage)
+            billed = math.ceil(duration) or 1  # billed_ms(duration): whole ms, at least 1
+            line = template % (int(now * 1000), _quote(usage.request_id or ""), duration, batch, tenant, batch, billed, tenant,
+                               self._day, status, batch, billed, usage.request_bytes, usage.response_bytes)
         else:
-            line = template % head
+            line = template % (int(now * 1000), _quote(usage.request_id or ""), duration, batch)
         stream = self._stream()
         stream.write(line)
         stream.flush()  # in CloudWatch Logs before the response returns: nothing waits in this process's memory
@@ -156,7 +154,7 @@ class EmfMeter:
         """The line for this (model, version, operation, outcome, trigger) with ``%s`` holes, in ``_write``'s order:
         timestamp, request id, latency, batch size; metered: tenant, items, billed ms (the tenant metrics), then the
         usage record's tenant, day, status, items, billed ms, request and response bytes."""
-        names = [("Latency", "Milliseconds", "%s"), ("Requests", "Count", "1"), ("BatchSize", "Count", "%s")]
+        names = [("Latency", "Milliseconds", "%.3f"), ("Requests", "Count", "1"), ("BatchSize", "Count", "%s")]
         if kind != "ok":
             names.append(("ClientErrors" if kind == "client_error" else "Errors", "Count", "1"))
         directives = [{"Namespace": self.namespace, "Dimensions": [["model", "version", "operation", "service"]],
