@@ -17,13 +17,12 @@ from moto.server import ThreadedMotoServer
 
 from modelfn_infra.catalog import Catalog, ModelEntry, UsagePlanEntry, dump_template, render_template
 from modelfn_infra.local.commands import LocalApp
+from modelfn_infra.local.logs import LogSubscription
 from modelfn_infra.local.sandbox import _exited, free_port
 from modelfn_infra.tenants import LocalTenants
 
 from ..conftest import REPO
-from ..runtime.test_usage import TABLE, create_table
-
-pytestmark = pytest.mark.slow
+from ..runtime.test_usage import TABLE, create_table, lines_of, record
 
 PIXELS = json.dumps({"inputs": [{"name": "pixels", "shape": [3, 64], "datatype": "FP32", "data": [0.25] * 192}]}).encode()
 
@@ -36,6 +35,7 @@ def infer(url: str, key: str) -> int:
         return response.status
 
 
+@pytest.mark.slow
 def test_a_sandbox_killed_between_requests_loses_no_counted_request(digits_store, tmp_path, monkeypatch):
     catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], [UsagePlanEntry("pro", rate_limit=100, burst_limit=100)])
     template = tmp_path / "template.yaml"
@@ -75,3 +75,36 @@ def test_a_sandbox_killed_between_requests_loses_no_counted_request(digits_store
         assert [(int(r["requests"]["N"]), int(r["items"]["N"]), int(r["ok"]["N"])) for r in rows] == [(5, 15, 5)]
     finally:
         moto.stop()
+
+
+class FlakyClient:
+    """DynamoDB that refuses the first transaction (as a throttled or unreachable table would)."""
+
+    def __init__(self, client) -> None:
+        self.client, self.calls = client, 0
+
+    def transact_write_items(self, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("the table is unreachable")
+        return self.client.transact_write_items(**kwargs)
+
+
+def test_the_local_subscription_filters_batches_and_keeps_a_failed_delivery(tmp_path):
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client)
+        log = tmp_path / "log.txt"
+        with open(log, "w") as out:
+            subscription = LogSubscription(TABLE, client=FlakyClient(client), interval_s=3600, log=out)
+            usage = lines_of([record(tenant="a"), record(tenant="b", model="")])  # the second carries no usage record
+            subscription.put("DigitsFunction", ["START RequestId: x", '{"level":"INFO","message":"modelfn_usage"}', *usage])
+            with pytest.raises(ConnectionError):
+                subscription.flush()  # kept, as Lambda keeps an event it failed to deliver
+            assert subscription.flush() == 1 and subscription.flush() == 0
+            subscription.close()
+        row = client.get_item(TableName=TABLE, Key={"tenant": {"S": "a"}, "usage_key": {"S": "2026-11-28#toy#1"}})["Item"]
+        assert row["requests"]["N"] == "1" and "Item" not in client.get_item(
+            TableName=TABLE, Key={"tenant": {"S": "b"}, "usage_key": {"S": "2026-11-28##1"}})
