@@ -62,6 +62,7 @@ def test_only_the_aggregator_writes_the_usage_table_fed_by_each_model_functions_
         group = entry.resource_id("LogGroup")
         assert properties["LoggingConfig"] == {"LogGroup": {"Ref": group}, "LogFormat": "Text"}
         assert resources[group]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/modelfn/${{AWS::StackName}}/functions/{entry.name}"}
+        assert entry.resource_id("UsageSubscription") in resources[entry.logical_id]["DependsOn"]  # filter first, then logs
         subscription = resources[entry.resource_id("UsageSubscription")]
         assert subscription["DependsOn"] == "UsageAggregatorLogsPermission"
         assert subscription["Properties"] == {"LogGroupName": {"Ref": group}, "FilterPattern": "{ $.modelfn_usage.v = 1 }",

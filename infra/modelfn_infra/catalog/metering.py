@@ -47,11 +47,14 @@ def add_metering(template: dict[str, Any], catalog: Catalog) -> None:
         return
     resources.update(aggregator_resources())
     for entry in catalog.models:
-        group = log_group_id(entry)
+        group, subscription = log_group_id(entry), entry.resource_id("UsageSubscription")
         resources[group] = _log_group(entry)
-        resources[entry.resource_id("UsageSubscription")] = _subscription(group)
-        function = resources[entry.logical_id]["Properties"]
-        function["LoggingConfig"] = {"LogGroup": {"Ref": group}, "LogFormat": "Text"}
+        resources[subscription] = _subscription(group)
+        function = resources[entry.logical_id]
+        function["Properties"]["LoggingConfig"] = {"LogGroup": {"Ref": group}, "LogFormat": "Text"}
+        # the subscription exists before the function logs there: a filter sees only lines written after it is made
+        depends = function.get("DependsOn", [])
+        function["DependsOn"] = [*([depends] if isinstance(depends, str) else depends), subscription]
 
 
 def aggregator_resources() -> dict[str, Any]:
@@ -92,8 +95,6 @@ def aggregator_resources() -> dict[str, Any]:
 def _log_group(entry: ModelEntry) -> dict[str, Any]:
     return {
         "Type": "AWS::Logs::LogGroup",
-        "DeletionPolicy": "Retain",  # the metering lines are what usage is rebuilt from
-        "UpdateReplacePolicy": "Retain",
         "Properties": {
             "LogGroupName": {"Fn::Sub": LOG_GROUP_PREFIX + entry.name},
             "RetentionInDays": {"Ref": RETENTION_PARAMETER},
