@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     s3.start()
     try:
         os.environ["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{port}"
-        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"  # the functions' meter writes here
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"  # the usage aggregator writes here
         push(store)
         create_usage_table()
         tenants = ensure_tenants(args.tenants)
