@@ -299,3 +299,18 @@ def test_the_aggregator_function_reads_its_table_from_the_environment(dynamodb, 
 
     event = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(control).encode())).decode()}}
     assert usage_aggregator.lambda_handler(event, None)["events"] == 0
+
+
+@pytest.mark.parametrize("change", [
+    {"v": 2}, {"tenant": ""}, {"tenant": "#event#1"}, {"day": "28-11-2026"}, {"items": -1}, {"billed_ms": True},
+    {"status": "200"}, {"memory_mb": 1.5}, {"model": None},
+])
+def test_a_usage_record_that_is_not_exactly_the_functions_is_rejected(change):
+    (line,) = lines_of([record()])
+    document = json.loads(line)
+    assert UsageLine.parse(line) is not None
+    document["modelfn_usage"].update(change)
+    assert UsageLine.parse(json.dumps(document)) is None
+    del document["_aws"]  # a JSON log line that is not an EMF document never counts
+    document["modelfn_usage"] = json.loads(line)["modelfn_usage"]
+    assert UsageLine.parse(json.dumps(document)) is None
