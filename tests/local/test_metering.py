@@ -108,3 +108,31 @@ def test_the_local_subscription_filters_batches_and_keeps_a_failed_delivery(tmp_
         row = client.get_item(TableName=TABLE, Key={"tenant": {"S": "a"}, "usage_key": {"S": "2026-11-28#toy#1"}})["Item"]
         assert row["requests"]["N"] == "1" and "Item" not in client.get_item(
             TableName=TABLE, Key={"tenant": {"S": "b"}, "usage_key": {"S": "2026-11-28##1"}})
+
+
+@pytest.mark.slow
+def test_the_aggregator_function_runs_in_a_lambda_sandbox(tmp_path, monkeypatch):
+    """The template's UsageAggregatorFunction under the RIE: its handler, its environment, a redelivery."""
+    from modelfn_runtime.usage import encode_delivery
+
+    catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], [UsagePlanEntry("pro", rate_limit=100, burst_limit=100)])
+    template = tmp_path / "template.yaml"
+    template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{port}")  # the sandbox inherits it
+        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}")
+        create_table(client)
+        lines = lines_of([record(tenant="acme"), record(tenant="acme", batch=2)])
+        event = encode_delivery("/modelfn/stack/functions/digits", "s", [(f"{i:056d}", 0, line) for i, line in enumerate(lines)])
+        env = {"UsageAggregatorFunction": {"MODELFN_USAGE_TABLE": TABLE}}
+        with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
+                      log_stream=open(os.devnull, "w")) as app:
+            assert app.invoke("UsageAggregatorFunction", event) == {"events": 2, "counted": 2, "duplicates": 0, "rejected": 0}
+            assert app.invoke("UsageAggregatorFunction", event)["duplicates"] == 2  # Lambda's retry of the same event
+        row = client.get_item(TableName=TABLE, Key={"tenant": {"S": "acme"}, "usage_key": {"S": "2026-11-28#toy#1"}})["Item"]
+        assert (row["requests"]["N"], row["items"]["N"]) == ("2", "6")
+    finally:
+        moto.stop()
