@@ -61,7 +61,7 @@ def breakdown(handler, event, body, feeds, output_names, context, samples: int =
     """Each stage of the REST JSON request path, timed alone: where the handler's overhead goes."""
     import app
     from modelfn_runtime.http import Headers, HttpRequest
-    from modelfn_runtime.observability import metrics
+    from modelfn_runtime.metering import UsageRecord
     from modelfn_runtime.protocols import oip
     from modelfn_runtime.protocols.oip_routes import INFER
     from modelfn_runtime.triggers import pick
@@ -72,6 +72,7 @@ def breakdown(handler, event, body, feeds, output_names, context, samples: int =
                           trigger="rest")
     infer = oip.decode_infer(request, model.card)
     results = model.run(infer.inputs)
+    usage = UsageRecord("r", model.card.name, model.card.version, "rest", "infer", 200, 1, len(raw), 200, 0.1, tenant="k1")
     stage = functools.partial(p50, n=samples, warmup=min(300, samples))
 
     class NoMeter:
@@ -81,10 +82,6 @@ def breakdown(handler, event, body, feeds, output_names, context, samples: int =
         def flush(self) -> None:
             pass
 
-    def handle_and_flush() -> None:
-        service.handle(request)
-        metrics.flush_metrics()
-
     stages = {
         "bare session.run": stage(lambda: model.session.run(output_names, feeds)),
         "ModelSession.run (validates against the card)": stage(lambda: model.run(feeds)),
@@ -92,7 +89,8 @@ def breakdown(handler, event, body, feeds, output_names, context, samples: int =
         "oip.decode_infer (JSON -> numpy)": stage(lambda: oip.decode_infer(request, model.card)),
         "oip.encode_infer (numpy -> JSON)": stage(lambda: oip.encode_infer(model.card, infer, results)),
         "triggers.pick + REST adapter (event -> HttpRequest)": stage(lambda: pick(event).request(event)),
-        "service.handle, real meter + EMF flush": stage(handle_and_flush),
+        "service.handle, real meter (one EMF + usage line)": stage(lambda: service.handle(request)),
+        "EmfMeter.record alone": stage(lambda: service.meter.record(usage)),
     }
     real_meter, service.meter = service.meter, NoMeter()
     try:
@@ -101,21 +99,7 @@ def breakdown(handler, event, body, feeds, output_names, context, samples: int =
     finally:
         service.meter = real_meter
     stages["app.lambda_handler (everything)"] = stage(lambda: app.lambda_handler(event, context))
-    stages["for comparison: one pre-shaped EMF line (json.dumps + print)"] = stage(emf_line)
     return stages
-
-
-def emf_line() -> None:
-    """The EMF document MetricsMeter produces for one request, written directly: what metering could cost."""
-    document = {
-        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
-            "Namespace": "modelfn", "Dimensions": [["model", "version", "operation", "service"]],
-            "Metrics": [{"Name": "Latency", "Unit": "Milliseconds"}, {"Name": "Requests", "Unit": "Count"},
-                        {"Name": "BatchSize", "Unit": "Count"}]}]},
-        "model": "digits", "version": "1", "operation": "infer", "service": "modelfn",
-        "Latency": 0.12, "Requests": 1, "BatchSize": 1,
-    }
-    print(json.dumps(document, separators=(",", ":")))
 
 
 def main(argv: list[str] | None = None) -> int:

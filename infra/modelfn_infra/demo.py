@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     s3.start()
     try:
         os.environ["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{port}"
-        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"  # the functions' meter writes here
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"  # the usage aggregator writes here
         push(store)
         create_usage_table()
         tenants = ensure_tenants(args.tenants)
@@ -133,13 +133,13 @@ def ensure_tenants(path: Path) -> dict:
 
 
 def serve_and_query(model_dir: Path, tenants: dict, tenants_file: Path) -> bool:
-    from modelfn_runtime.usage import USAGE_TABLE_ENV, USAGE_TIMEOUT_ENV
+    from modelfn_runtime.usage import USAGE_TABLE_ENV
 
     from .local.commands import LocalApp
 
     quiet = open(os.environ.get("MODELFN_DEMO_LOG") or os.devnull, "w")  # the functions' logs, when asked for
-    # moto on a busy laptop or CI runner can take longer than DynamoDB's milliseconds: give the meter time
-    env = {"Parameters": {USAGE_TABLE_ENV: USAGE_TABLE, USAGE_TIMEOUT_ENV: "10"}}
+    # the functions' metering lines are aggregated into this (moto) table by the local log subscription
+    env = {"Parameters": {USAGE_TABLE_ENV: USAGE_TABLE}}
     with LocalApp("template.yaml", env_vars=env, parameter_overrides={"ModelBucket": BUCKET}, log_stream=quiet) as app:
         server = app.serve_api(port=0, tenants=tenants_file)
         step(f"local API Gateway on {server.url} (API keys required on model routes); "

@@ -3,7 +3,7 @@
 moto creates functions, versions, layers, roles, permissions and the REST API from a template, but logs
 "No Moto CloudFormation support" for ``AWS::Lambda::Alias``, ``AWS::CloudWatch::Alarm``,
 ``AWS::CodeDeploy::Application``/``DeploymentGroup``, ``AWS::ApiGateway::Stage``,
-``AWS::Lambda::EventInvokeConfig`` and ``AWS::S3::BucketPolicy`` and leaves them out (and a
+``AWS::Lambda::EventInvokeConfig``, ``AWS::S3::BucketPolicy`` and ``AWS::Logs::SubscriptionFilter`` and leaves them out (and a
 permission on an alias then fails). These adapters plug into moto's own model registry
 (``CloudFormationModel`` subclasses) and call moto's backends, so the stack's resources really exist in moto
 and can be read back through the ordinary APIs.
@@ -23,6 +23,7 @@ from moto.cloudformation import parsing
 from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends
 from moto.codedeploy.models import AlarmConfiguration, codedeploy_backends
 from moto.core.common_models import CloudFormationModel
+from moto.logs.models import logs_backends
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
@@ -147,6 +148,21 @@ class CodeDeployDeploymentGroup(_Created, CloudFormationModel):
             auto_rollback_configuration=p.get("AutoRollbackConfiguration"),
             deployment_style=p.get("DeploymentStyle"),
         )
+        return cls(name)
+
+
+class LogsSubscriptionFilter(_Created, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Logs::SubscriptionFilter"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        p = cloudformation_json["Properties"]
+        name = p.get("FilterName", resource_name)
+        # moto checks the destination function exists, as CloudWatch Logs does
+        logs_backends[account_id][region_name].put_subscription_filter(
+            p["LogGroupName"], name, p["FilterPattern"], p["DestinationArn"], p.get("RoleArn", ""))
         return cls(name)
 
 

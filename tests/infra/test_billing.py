@@ -27,9 +27,9 @@ from modelfn_infra.catalog import Catalog
 from modelfn_infra.cli import main
 from modelfn_infra.tenants import Tenant
 from modelfn_runtime.metering import UsageRecord
-from modelfn_runtime.usage import UsageMeter
 
 from ..conftest import REPO
+from ..metering import TableMeter
 from ..runtime.test_usage import TABLE, create_table
 from .test_tenants import STACK, deploy_plans
 
@@ -188,7 +188,7 @@ def test_usage_and_bill_from_the_table_across_a_month_boundary(pricing, tmp_path
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_table(dynamodb)
         clock = {"now": datetime(2026, 10, 31, 23, 59, 59, tzinfo=timezone.utc)}
-        meter = UsageMeter(TABLE, client=dynamodb, memory_mb=1024, clock=lambda: clock["now"])
+        meter = TableMeter(TABLE, client=dynamodb, memory_mb=1024, clock=lambda: clock["now"])
 
         def invoke(requests: int, tenant: str = acme) -> None:
             for _ in range(requests):

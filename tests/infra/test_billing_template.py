@@ -41,16 +41,32 @@ def test_one_usage_plan_per_tier_on_the_api_stage():
         assert properties["UsagePlanName"] == {"Fn::Sub": f"${{AWS::StackName}}-{plan.name}"}
 
 
-def test_model_functions_may_only_update_the_usage_table():
+def test_only_the_aggregator_writes_the_usage_table_fed_by_each_model_functions_log_group():
     template = render_template(Catalog.read(CATALOG))
-    table = template["Resources"]["UsageTable"]
+    resources = template["Resources"]
+    table = resources["UsageTable"]
     assert table["DeletionPolicy"] == "Retain" and table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    aggregator = resources["UsageAggregatorFunction"]["Properties"]
+    assert aggregator["Handler"] == "usage_aggregator.lambda_handler" and "Layers" not in aggregator  # no onnxruntime
+    assert aggregator["Environment"]["Variables"]["MODELFN_USAGE_TABLE"] == {"Ref": "UsageTable"}
+    assert aggregator["Policies"] == [{"Version": "2012-10-17", "Statement": [{
+        "Sid": "AggregateUsage", "Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "Resource": {"Fn::GetAtt": ["UsageTable", "Arn"]}}]}]
+    assert aggregator["DeadLetterQueue"]["TargetArn"] == {"Fn::GetAtt": ["UsageAggregatorDeadLetterQueue", "Arn"]}
+    permission = resources["UsageAggregatorLogsPermission"]["Properties"]
+    assert permission["Principal"] == "logs.amazonaws.com" and "log-group:/modelfn/" in permission["SourceArn"]["Fn::Sub"]
     for entry in Catalog.read(CATALOG).models:
-        properties = template["Resources"][entry.logical_id]["Properties"]
-        assert properties["Environment"]["Variables"]["MODELFN_USAGE_TABLE"] == {"Ref": "UsageTable"}
-        statements = [s for p in properties["Policies"] if "Statement" in p for s in p["Statement"] if "UsageTable" in str(s)]
-        assert statements == [{"Sid": "MeterUsage", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
-                               "Resource": {"Fn::GetAtt": ["UsageTable", "Arn"]}}]
+        properties = resources[entry.logical_id]["Properties"]
+        assert "UsageTable" not in str(properties)  # a model function never touches the table
+        group = entry.resource_id("LogGroup")
+        assert properties["LoggingConfig"] == {"LogGroup": {"Ref": group}, "LogFormat": "Text"}
+        assert resources[group]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/modelfn/${{AWS::StackName}}/functions/{entry.name}"}
+        assert entry.resource_id("UsageSubscription") in resources[entry.logical_id]["DependsOn"]  # filter first, then logs
+        subscription = resources[entry.resource_id("UsageSubscription")]
+        assert subscription["DependsOn"] == "UsageAggregatorLogsPermission"
+        assert subscription["Properties"] == {"LogGroupName": {"Ref": group}, "FilterPattern": "{ $.modelfn_usage.v = 1 }",
+                                              "DestinationArn": {"Fn::GetAtt": ["UsageAggregatorFunction", "Arn"]}}
     assert "MODELFN_USAGE_TABLE" not in str(template["Resources"]["ServerFunction"])
 
 

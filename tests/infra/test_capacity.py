@@ -26,9 +26,9 @@ from modelfn_infra.capacity import (
 )
 from modelfn_infra.cli import main
 from modelfn_runtime.metering import UsageRecord
-from modelfn_runtime.usage import UsageMeter
 
 from ..conftest import REPO
+from ..metering import TableMeter
 from ..runtime.test_usage import TABLE, create_table
 from .test_billing import ACME, BOB, COSTS, PRICES, row
 from .test_tenants import STACK, deploy_plans
@@ -167,7 +167,7 @@ def test_modelfn_bill_prices_a_fleet_by_instance_time(lambda_pricing, managed, c
         acme = apigateway.get_api_keys()["items"][0]["id"]
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_table(dynamodb)
-        meter = UsageMeter(TABLE, client=dynamodb, memory_mb=8192, clock=lambda: datetime(2026, 11, 5, tzinfo=timezone.utc))
+        meter = TableMeter(TABLE, client=dynamodb, memory_mb=8192, clock=lambda: datetime(2026, 11, 5, tzinfo=timezone.utc))
         for _ in range(20):
             meter.record(UsageRecord("r", "resnet", "1", "rest", "infer", 200, 8, 4_800_000, 32_000, 12.5, tenant=acme))
         meter.flush()

@@ -179,3 +179,16 @@ def test_promote_cli_refuses_unknown_models(tmp_path):
          "--template", str(tmp_path / "t.yaml")], cwd=REPO, capture_output=True, text=True,
     )
     assert result.returncode == 2 and "is not in" in result.stderr and not Path(tmp_path / "t.yaml").exists()
+
+
+def test_each_model_functions_log_group_is_subscribed_by_the_usage_aggregator(deployed):
+    client, _, _ = deployed
+    created = physical_ids(client)
+    group = created["DigitsLogGroup"][1]
+    (subscription,) = client("logs").describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+    aggregator = client("lambda").get_function(FunctionName=created["UsageAggregatorFunction"][1])["Configuration"]
+    assert subscription["destinationArn"] == aggregator["FunctionArn"]
+    assert subscription["filterPattern"] == "{ $.modelfn_usage.v = 1 }"
+    assert aggregator["Handler"] == "usage_aggregator.lambda_handler" and not aggregator.get("Layers")
+    digits = client("lambda").get_function(FunctionName=created["DigitsFunction"][1])["Configuration"]
+    assert "MODELFN_USAGE_TABLE" not in digits["Environment"]["Variables"]

@@ -140,7 +140,7 @@ def keyed_api(digits_store, tmp_path_factory):
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint  # the sandboxes inherit it, as `make demo` does
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     tenants = LocalTenants(directory / "tenants.json", plans=["free", "tiny"])
-    env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE, "MODELFN_USAGE_TIMEOUT_S": "10"}, "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
+    env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE}, "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
     try:
         with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
                       log_stream=open(os.devnull, "w")) as app:
@@ -149,7 +149,7 @@ def keyed_api(digits_store, tmp_path_factory):
             app.invoke("DigitsFunction", json.loads((REPO / "events" / "direct-infer.json").read_text()))
             server = app.serve_api(port=0, tenants=tenants.path)
             try:
-                yield server, tenants, client
+                yield server, tenants, client, app
             finally:
                 server.stop()
     finally:
@@ -175,7 +175,7 @@ PIXELS = json.dumps({"inputs": [{"name": "pixels", "shape": [2, 64], "datatype":
 
 @pytest.mark.slow
 def test_local_api_checks_keys_throttles_meters_and_enforces_quotas(keyed_api):
-    server, tenants, dynamodb = keyed_api
+    server, tenants, dynamodb, app = keyed_api
     assert call(server, "/v2/health/live") == (200, {"live": True})  # health stays open
     status, body = call(server, "/v2/models/digits/infer", body=PIXELS)
     assert status == 403 and "x-api-key" in body["error"]
@@ -195,7 +195,10 @@ def test_local_api_checks_keys_throttles_meters_and_enforces_quotas(keyed_api):
     assert statuses == [200, 200, 200, 429]  # quota 3 a month
     assert call(server, "/v1/models/digits:predict", key=tiny.key, body=b"{}")[1]["error"].startswith("Limit Exceeded: ")
 
-    # API Gateway put the key id into each admitted REST event; the function metered it as the tenant
+    # API Gateway put the key id into each admitted REST event; the function metered it as the tenant, and the local
+    # log subscription delivered its metering lines to the usage aggregator
+    app.usage.flush()
+
     def metered(tenant_id):
         items = dynamodb.query(TableName=TABLE, KeyConditionExpression="tenant = :t",
                                ExpressionAttributeValues={":t": {"S": tenant_id}})["Items"]

@@ -240,12 +240,15 @@ def test_emf_metrics_and_structured_logs(toy_dir, tmp_path):
     loaded = next(line for line in lines if line.get("message") == "model loaded")
     assert loaded["provider"] == "CPUExecutionProvider" and loaded["threads"] >= 1
     emf = [line for line in lines if "_aws" in line and "Latency" in line]
-    assert emf[0]["model"] == "toy" and emf[0]["BatchSize"] == [2.0]
+    assert emf[0]["model"] == "toy" and emf[0]["BatchSize"] == 2 and emf[0]["request_id"] == "req-ctx"
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "modelfn"
-    assert emf[1]["ClientErrors"] == [1.0]
+    assert emf[1]["ClientErrors"] == 1
+    cold = [line for line in lines if "ColdStart" in line]  # once per sandbox, on its first invocation
+    assert len(cold) == 1 and cold[0]["function_name"] == "f" and cold[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     refused = next(line for line in lines if line.get("message") == "request refused")
     assert refused["status"] == 400 and refused["function_request_id"] == "req-ctx"
     assert refused["cold_start"] is False and refused["model"] == "toy" and refused["version"] == "1"
+    assert refused["function_name"] == "f" and refused["function_memory_size"] == 512
 
 
 def test_tensorrt_is_offered_only_when_libnvinfer_loads(monkeypatch):

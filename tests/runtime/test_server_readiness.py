@@ -62,9 +62,12 @@ def test_a_model_function_answers_the_probe(monkeypatch, service, meter):
 
 
 def test_probes_are_not_billed_to_anyone():
-    from modelfn_runtime.metering import UsageRecord
-    from modelfn_runtime.usage import UsageMeter
+    import io
+    import json
 
-    meter = UsageMeter(table="usage", client=None)
-    meter.record(UsageRecord("r", "toy", "1", "probe", "model_ready", 200, 0, 0, 12, 1.0))
-    assert not meter._pending
+    from modelfn_runtime.metering import EmfMeter, UsageRecord
+
+    out = io.StringIO()
+    EmfMeter(stream=lambda: out).record(UsageRecord("r", "toy", "1", "probe", "model_ready", 200, 0, 0, 12, 1.0))
+    line = json.loads(out.getvalue())
+    assert "modelfn_usage" not in line and "tenant" not in line and line["Requests"] == 1  # counted, never billed

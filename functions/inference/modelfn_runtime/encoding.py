@@ -31,7 +31,10 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate":
 
 def decode_request(request: HttpRequest) -> HttpRequest:
     """The request with its body decoded per ``Content-Encoding`` (``identity``, ``gzip`` or ``deflate``)."""
-    codings = [c.strip().lower() for c in request.headers.get("content-encoding", "").split(",") if c.strip()]
+    header = request.headers.get("content-encoding")
+    if not header:  # most requests: nothing to decode
+        return request
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
     body = request.body
     for coding in reversed(codings):  # the last coding applied is listed last
         if coding == "identity":
@@ -49,8 +52,10 @@ def decode_request(request: HttpRequest) -> HttpRequest:
 
 def encode_response(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """The response compressed with the first of gzip/deflate the client accepts, when that is worth it."""
+    if len(response.body) < MIN_COMPRESSED_BYTES:  # most answers: no header to parse
+        return response
     coding = _accepted(request.headers.get("accept-encoding", ""))
-    if coding is None or len(response.body) < MIN_COMPRESSED_BYTES or "Content-Encoding" in response.headers:
+    if coding is None or "Content-Encoding" in response.headers:
         return response
     if coding == "gzip":
         compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

@@ -66,8 +66,7 @@ AUTH_MODE = "MODELFN_AUTH_MODE"
 
 # --- metering -----------------------------------------------------------------------------------------------------
 USAGE_TABLE = "MODELFN_USAGE_TABLE"
-"""The DynamoDB table of per-tenant usage (unset: no tenant metering)."""
-USAGE_TIMEOUT_S = "MODELFN_USAGE_TIMEOUT_S"
+"""The DynamoDB table of per-tenant usage: the usage aggregator's (model functions write metering lines, not items)."""
 
 
 def model_list(raw: str | None) -> list[str]:

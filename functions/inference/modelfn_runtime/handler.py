@@ -5,7 +5,9 @@
 
 API Gateway and direct invokes are answered per event; S3 and SQS records run as idempotent jobs (see
 ``triggers/records.py`` and the ``jobs`` package): ``Sandbox`` hands a trigger the service and its job
-runner, made here on the first record event. The meter is flushed once per invocation.
+runner, made here on the first record event. Each request's metering line (metrics and tenant usage) is written
+to stdout by the service's meter before the reply leaves (``metering.EmfMeter``): no network call on the request
+path. The first invocation of a sandbox also writes the ``ColdStart`` metric.
 
 Configuration (template.yaml sets these per function):
     MODEL_NAME, MODEL_VERSION   the model this function serves (unset: the API's catch-all function)
@@ -29,11 +31,11 @@ from . import snapstart, triggers
 from .artifacts import ModelLoadError, default_model_uri, locate
 from .environment import EXECUTION_PROVIDER, MODEL_NAME, MODEL_URI, MODEL_VERSION, MODELS, model_list
 from .interfaces import Unavailable
-from .observability import logger, metrics, tracer
+from .metering import EmfMeter, write_metric
+from .observability import LambdaContext, logger, tracer
 from .payloads import PayloadLog
 from .service import InferenceService, describe
 from .triggers.base import Jobs
-from .usage import meter_from_environment
 from .validation import Limits
 
 RETRY_BACKOFF_S = (5, 10, 30, 60, 120, 300)
@@ -57,7 +59,7 @@ def load_service() -> InferenceService:
             f"{files.directory} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
             "fix MODEL_URI or MODEL_NAME/MODEL_VERSION"
         )
-    service = InferenceService(model, served_models=served, meter=meter_from_environment(), limits=Limits.from_env(),
+    service = InferenceService(model, served_models=served, meter=EmfMeter(), limits=Limits.from_env(),
                                payload_log=PayloadLog.from_env())
     logger.info("model loaded", load_ms=round((time.perf_counter() - started) * 1000, 1), **describe(service))
     return service
@@ -154,10 +156,13 @@ def _sandbox(service: InferenceService) -> Sandbox:
     return _SANDBOX
 
 
-@metrics.log_metrics(capture_cold_start_metric=True)
-@logger.inject_lambda_context(clear_state=False)
+LOG_CONTEXT = LambdaContext(logger)
+
+
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: Any, context: Any) -> Any:
+    if LOG_CONTEXT.bind(context):
+        write_metric("ColdStart", dimensions={"function_name": str(getattr(context, "function_name", "-"))})
     service = _service()
     trigger = triggers.pick(event)
     try:

@@ -1,8 +1,13 @@
-"""The function's structured logger, EMF metrics and X-Ray tracer (powertools), created once per process.
+"""The function's structured logger and X-Ray tracer (powertools), created once per process, and the Lambda
+context the logger adds to every line.
 
-Service name, metrics namespace and log level come from the standard powertools environment
-variables (``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``)
-set in template.yaml.
+Service name and log level come from the standard powertools environment variables
+(``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_LOG_LEVEL``) set in template.yaml. Metrics are not here: the meter
+writes its EMF line itself (``metering.EmfMeter``), one per request, without powertools ``Metrics`` objects.
+
+``LambdaContext.bind`` does what powertools' ``inject_lambda_context`` did, at a fraction of its per-request
+cost (see its docstring). Log lines keep ``function_request_id``, ``cold_start``, ``function_name``,
+``function_memory_size``, ``function_arn`` and the handler's ``model`` and ``version``.
 
 Tracing has two layers. Lambda's own active tracing (``Tracing: Active``) records every invocation's
 Initialization, Invocation and Overhead segments with no SDK at all. The X-Ray SDK adds subsegments
@@ -21,15 +26,15 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 
 logger = Logger(service="modelfn")
-metrics = Metrics(namespace="modelfn", service="modelfn")
 
 _TRUTHY = ("1", "true", "yes", "on", "y", "t")
 _NO_SUBSEGMENT = contextlib.nullcontext()
@@ -40,6 +45,48 @@ def tracing_enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
     if environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in _TRUTHY:
         return False
     return bool(environ.get("LAMBDA_TASK_ROOT")) and not environ.get("AWS_SAM_LOCAL") and not environ.get("AWS_CHALICE_CLI_MODE")
+
+
+class LambdaContext(logging.Filter):
+    """The Lambda context keys of every log line, at the cost of two attribute writes per invocation.
+
+    The function's name, memory and ARN are appended to the logger once per sandbox; the request id and
+    ``cold_start`` are added by this filter to each record as it is logged, so an invocation that logs nothing pays
+    nothing for them (powertools' ``inject_lambda_context`` rebuilt and re-appended every key on every call).
+
+    Example:
+        >>> import types
+        >>> bound = LambdaContext(Logger(service="doc"))
+        >>> bound.bind(types.SimpleNamespace(aws_request_id="r1", function_name="f", memory_limit_in_mb=128,
+        ...                                  invoked_function_arn="arn:aws:lambda:us-east-1:1:function:f"))
+        True
+    """
+
+    def __init__(self, target: Any = None) -> None:
+        super().__init__()
+        self.logger = target or logger
+        self.invocations = 0
+        self.request_id: str | None = None
+        self.cold_start = True
+
+    def bind(self, context: Any) -> bool:
+        """This invocation's context for the log lines; True on the sandbox's first (cold) invocation."""
+        self.invocations += 1
+        self.request_id = getattr(context, "aws_request_id", None)
+        if self.invocations > 1:
+            self.cold_start = False
+            return False
+        self.logger.append_keys(
+            function_name=getattr(context, "function_name", None),
+            function_memory_size=getattr(context, "memory_limit_in_mb", None),
+            function_arn=getattr(context, "invoked_function_arn", None))
+        self.logger.addFilter(self)
+        return True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.function_request_id = self.request_id
+        record.cold_start = self.cold_start
+        return True
 
 
 class LazyTracer:

@@ -29,7 +29,7 @@ from .envelope import Envelope
 from .errors import LAMBDA_SYNC_PAYLOAD_LIMIT, MethodNotAllowed, ModelfnError, NotFound, clip, quote
 from .http import HttpRequest, HttpResponse
 from .interfaces import Answer, Model, ServedModel, Unavailable
-from .metering import Meter, MetricsMeter, UsageRecord
+from .metering import EmfMeter, Meter, UsageRecord
 from .modelcard import ModelCard
 from .observability import logger
 from .payloads import PayloadLog
@@ -48,6 +48,8 @@ ROUTES: tuple[Route, ...] = (*server_routes.ROUTES, *oip_routes.ROUTES, *tfservi
 """Every route the service answers, each owned by its protocol."""
 
 ModelHandler = Callable[[HttpRequest, ServedModel], Answer]
+ROUTE_CACHE_SIZE = 256
+"""Matched (method, path) pairs kept per service: a function sees a handful of paths, so routing is one dict lookup."""
 
 
 class InferenceService:
@@ -68,9 +70,10 @@ class InferenceService:
         self.unavailable = unavailable
         own = {model.card.name} if model else ({unavailable.name} if unavailable else set())
         self.served_models = sorted(set(served_models or []) | own)
-        self.meter = meter or MetricsMeter()
+        self.meter = meter or EmfMeter()
         self.limits = limits or Limits()
         self.payload_log = payload_log or PayloadLog()  # off unless the function opts in (MODELFN_PAYLOAD_LOG_RATE)
+        self._routes: dict[tuple[str, str], tuple[Route, dict[str, str]]] = {}
 
     @property
     def card(self) -> ModelCard | None:
@@ -133,8 +136,15 @@ class InferenceService:
         return answer.response
 
     def _route(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
+        """The route and its path parameters (read-only: shared by the requests of the same path)."""
+        key = (request.method, request.path)
+        known = self._routes.get(key)
+        if known is not None:
+            return known
         found = match(ROUTES, request.method, request.path)
         if found.route is not None:
+            if len(self._routes) < ROUTE_CACHE_SIZE:  # bounded: unknown model names cannot grow it without end
+                self._routes[key] = (found.route, found.params)
             return found.route, found.params
         path = request.path.rstrip("/") or "/"
         if found.allowed:

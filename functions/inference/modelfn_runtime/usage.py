@@ -1,69 +1,91 @@
-"""Per-tenant usage in DynamoDB: the ``Meter`` that billing reads.
+"""Per-tenant usage in DynamoDB, aggregated from the functions' metering lines: what billing reads.
 
-``UsageMeter.record`` only adds a ``UsageRecord`` to an in-memory aggregate keyed by
-(tenant, model, version, UTC day); ``UsageMeter.flush`` (called by the handler once per invocation,
-after every request of it is answered) writes each aggregate with ONE ``UpdateItem`` whose ``ADD``
-counters are atomic, so concurrent functions never lose a count and there is at most one write per
-request. The table layout (one item per tenant, day, model and version)::
+A model function never writes usage itself (that would put a DynamoDB round trip before every response):
+``metering.EmfMeter`` writes one log line per request with the tenant usage record under ``modelfn_usage``.
+A CloudWatch Logs subscription filter on each model function's log group delivers those lines (gzip + base64,
+at least once) to the usage-aggregator function (``usage_aggregator.lambda_handler``, this module's
+``UsageAggregator``), which adds them to the usage table:
 
-    tenant (HASH)   usage_key (RANGE)        month     requests  items  billed_ms  mb_ms  ...
-    k7x2...         2026-11-28#digits#1      2026-11   120       480    312        319488
+* one ``TransactWriteItems`` per chunk of log events: a marker item per log event id, ``Put`` with
+  ``attribute_not_exists`` (35-day TTL), and one ``Update`` with atomic ``ADD`` counters per (tenant, model,
+  version, day) aggregate of those events. A retried or repeated delivery hits the markers: the transaction is
+  cancelled, the events already counted are dropped and the rest written again, so nothing counts twice;
+* at most 100 items per transaction (DynamoDB's limit): markers plus aggregates, chunked deterministically
+  (events sorted by id), with an idempotency token made from the chunk's event ids;
+* a delivery that cannot be written raises, so Lambda retries it and then keeps it in the aggregator's dead-letter
+  queue (replaying it later is safe for the same reason).
 
-A metering failure never fails or slows inference noticeably: one attempt with short botocore
-timeouts, then the aggregate is kept for the next flush and DynamoDB is left alone for
-``backoff_s``; every failure is logged and counted as the ``MeteringErrors`` EMF metric.
+The table layout (one item per tenant, day, model and version; markers have no ``month``, so the month index
+and tenant queries never see them)::
+
+    tenant (HASH)       usage_key (RANGE)        month     requests  items  billed_ms  mb_ms  ...
+    k7x2...             2026-11-28#digits#1      2026-11   120       480    312        319488
+    #event#3779...      /aws/lambda/Digits...                                                   expires_at
 
 Example:
-    >>> meter = UsageMeter("modelfn-usage")                                    # doctest: +SKIP
-    >>> meter.record(UsageRecord("r1", "digits", "1", "rest", "infer", 200, 4, 256, 80, 2.5, tenant="k7x2"))  # doctest: +SKIP
-    >>> meter.flush()                                                           # doctest: +SKIP
+    >>> aggregator = UsageAggregator("modelfn-usage")                          # doctest: +SKIP
+    >>> aggregator.handle({"awslogs": {"data": "H4sI..."}})                    # doctest: +SKIP
+    Summary(events=3, counted=3, duplicates=0, rejected=0, transactions=1)
 """
 
 from __future__ import annotations
 
-import math
+import base64
+import gzip
+import hashlib
+import json
 import os
-import platform
 import re
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from typing import Any
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
-from .environment import USAGE_TABLE, USAGE_TIMEOUT_S
+from .environment import USAGE_TABLE
 from .http import status_class
-from .metering import Meter, MetricsMeter, UsageRecord
+from .metering import UNTENANTED, USAGE_KEY, USAGE_VERSION, write_metric
 from .observability import logger
 
+__all__ = ["COUNTER_FIELDS", "Counters", "Delivery", "MONTH_INDEX", "Summary", "UNTENANTED", "UsageAggregator",
+           "decode_delivery", "encode_delivery", "matches_filter", "usage_key"]
+
 USAGE_TABLE_ENV = USAGE_TABLE
-USAGE_TIMEOUT_ENV = USAGE_TIMEOUT_S  # connect and read timeout of the meter's one attempt per flush
-DEFAULT_TIMEOUT_S = 0.5  # DynamoDB answers an UpdateItem in milliseconds; this bounds a sick one
-UNTENANTED = "-"
 MONTH_INDEX = "month-index"
 KEY_SEPARATOR = "#"
 TRIGGER_PATTERN = re.compile(r"[^a-z0-9_]")
 TRIGGER_PREFIX = "requests_"
 """Requests per trigger are counted in attributes named ``requests_<trigger>``."""
-MAX_PENDING = 512  # aggregates kept while DynamoDB is unreachable; beyond this they are dropped and counted
+MARKER_PREFIX = "#event#"
+"""Marker items' hash key: ``#event#<log event id>`` (no tenant id starts with ``#``), range key: the log group."""
+MARKER_TTL_S = 35 * 86400
+"""Markers outlive every redelivery: Lambda's async retries (6 h) and the dead-letter queue's retention (14 days)."""
+TTL_ATTRIBUTE = "expires_at"
+MAX_TRANSACTION_ITEMS = 100
+MAX_ATTEMPTS = 6
+FILTER_PATTERN = '{ $.%s.v = %d }' % (USAGE_KEY, USAGE_VERSION)
+"""The subscription filter's pattern: only metering lines (JSON with ``modelfn_usage.v``) reach the aggregator."""
+
+
+def matches_filter(message: str) -> bool:
+    """What ``FILTER_PATTERN`` selects, for the local log subscription: a JSON object whose ``modelfn_usage.v`` is 1.
+
+    Example:
+        >>> matches_filter('{"modelfn_usage": {"v": 1}}'), matches_filter('{"message": "modelfn_usage"}')
+        (True, False)
+    """
+    if '"%s"' % USAGE_KEY not in message:
+        return False
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return False
+    record = document.get(USAGE_KEY) if isinstance(document, dict) else None
+    return isinstance(record, dict) and record.get("v") == USAGE_VERSION
 
 
 def usage_key(day: str, model: str, version: str) -> str:
     """The table's sort key: ``2026-11-28#digits#1`` (sorts by day, so a date range is one key range)."""
     return KEY_SEPARATOR.join((day, model, version))
-
-
-def tenant_of(usage: UsageRecord) -> str:
-    """Who pays for a request: the record's tenant, else its API key id, else ``-`` (untenanted)."""
-    return usage.tenant or usage.api_key_id or UNTENANTED
-
-
-def architecture() -> str:
-    """Lambda's name for this machine's architecture: ``x86_64`` or ``arm64``."""
-    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 
 
 @dataclass
@@ -81,29 +103,22 @@ class Counters:
     server_errors: int = 0
     by_trigger: dict[str, int] = field(default_factory=dict)
 
-    def add(self, usage: UsageRecord, memory_mb: int) -> None:
-        billed = max(1, math.ceil(usage.duration_ms))  # Lambda bills whole milliseconds, at least 1
+    def add(self, line: "UsageLine") -> None:
         self.requests += 1
-        self.items += usage.batch_size
-        self.billed_ms += billed
-        self.mb_ms += billed * memory_mb
-        self.request_bytes += usage.request_bytes
-        self.response_bytes += usage.response_bytes
-        kind = status_class(usage.status)
+        self.items += line.items
+        self.billed_ms += line.billed_ms
+        self.mb_ms += line.billed_ms * line.memory_mb
+        self.request_bytes += line.request_bytes
+        self.response_bytes += line.response_bytes
+        kind = status_class(line.status)
         if kind == "ok":
             self.ok += 1
         elif kind == "client_error":
             self.client_errors += 1
         else:
             self.server_errors += 1
-        trigger = TRIGGER_PREFIX + TRIGGER_PATTERN.sub("_", (usage.trigger or "unknown").lower())
+        trigger = TRIGGER_PREFIX + TRIGGER_PATTERN.sub("_", (line.trigger or "unknown").lower())
         self.by_trigger[trigger] = self.by_trigger.get(trigger, 0) + 1
-
-    def merge(self, other: "Counters") -> None:
-        for name in COUNTER_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for trigger, count in other.by_trigger.items():
-            self.by_trigger[trigger] = self.by_trigger.get(trigger, 0) + count
 
     def as_attributes(self) -> dict[str, int]:
         return {**{name: getattr(self, name) for name in COUNTER_FIELDS}, **self.by_trigger}
@@ -114,138 +129,185 @@ COUNTER_FIELDS = tuple(f.name for f in fields(Counters) if f.name != "by_trigger
 
 
 @dataclass(frozen=True)
-class AggregateKey:
+class UsageLine:
+    """One request's usage, as a model function's metering line carries it."""
+
     tenant: str
+    day: str
     model: str
     version: str
-    day: str  # YYYY-MM-DD, UTC
+    trigger: str
+    status: int
+    items: int
+    billed_ms: int
+    memory_mb: int
+    architecture: str
+    request_bytes: int
+    response_bytes: int
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.tenant, self.day, self.model, self.version
+
+    @classmethod
+    def parse(cls, message: str) -> "UsageLine | None":
+        """The usage record of a metering line; None for any other line (or a malformed one)."""
+        try:
+            document = json.loads(message)
+            record = document[USAGE_KEY] if isinstance(document, dict) and "_aws" in document else None
+            if not isinstance(record, dict) or record.get("v") != USAGE_VERSION:
+                return None
+            line = cls(**{name: record[name] for name in _LINE_FIELDS})
+        except (ValueError, KeyError, TypeError):
+            return None
+        texts = (line.tenant, line.day, line.model, line.version, line.trigger, line.architecture)
+        numbers = (line.status, line.items, line.billed_ms, line.memory_mb, line.request_bytes, line.response_bytes)
+        if not all(isinstance(t, str) and t for t in texts) or not all(type(n) is int and n >= 0 for n in numbers):
+            return None
+        if not _DAY.fullmatch(line.day) or line.tenant.startswith(MARKER_PREFIX):
+            return None
+        return line
 
 
-class UsageMeter:
-    """Aggregate usage per (tenant, model, version, day) and write it to DynamoDB once per invocation.
+_LINE_FIELDS = tuple(f.name for f in fields(UsageLine))
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-    Only requests for a model are metered (health and server metadata answered by the catch-all
-    function are free). ``client`` and ``clock`` are injectable for tests.
+
+@dataclass(frozen=True)
+class Delivery:
+    """One subscription delivery: the log group and stream, and ``(event id, message)`` per log event."""
+
+    log_group: str
+    log_stream: str
+    events: list[tuple[str, str]]
+
+
+def decode_delivery(event: dict[str, Any]) -> Delivery:
+    """The delivery an ``{"awslogs": {"data": ...}}`` event carries (base64 of gzip of JSON); control messages
+    (CloudWatch Logs checking the destination) carry no events."""
+    payload = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    if payload.get("messageType") != "DATA_MESSAGE":
+        return Delivery(payload.get("logGroup", ""), payload.get("logStream", ""), [])
+    return Delivery(payload["logGroup"], payload["logStream"],
+                    [(str(item["id"]), str(item["message"])) for item in payload.get("logEvents", [])])
+
+
+def encode_delivery(log_group: str, log_stream: str, events: Iterable[tuple[str, int, str]],
+                    filters: tuple[str, ...] = ("usage",), owner: str = "123456789012") -> dict[str, Any]:
+    """The event CloudWatch Logs sends a subscribed function for ``(id, timestamp_ms, message)`` log events
+    (the local runtime's log subscription uses it; so do tests).
+
+    Example:
+        >>> decode_delivery(encode_delivery("/g", "s", [("1", 0, "hello")])).events
+        [('1', 'hello')]
+    """
+    payload = {"messageType": "DATA_MESSAGE", "owner": owner, "logGroup": log_group, "logStream": log_stream,
+               "subscriptionFilters": list(filters),
+               "logEvents": [{"id": event_id, "timestamp": timestamp, "message": message}
+                             for event_id, timestamp, message in events]}
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode("ascii")}}
+
+
+@dataclass
+class Summary:
+    """What one delivery added: events seen, requests counted, duplicates skipped, lines rejected, transactions."""
+
+    events: int = 0
+    counted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    transactions: int = 0
+
+
+class UsageAggregator:
+    """Add deliveries of metering lines to the usage table, each log event exactly once.
+
+    ``client``, ``clock`` and ``sleep`` are injectable for tests.
     """
 
-    def __init__(
-        self,
-        table: str,
-        *,
-        client: Any = None,
-        memory_mb: int | None = None,
-        clock: Callable[[], datetime] | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        backoff_s: float = 30.0,
-    ) -> None:
+    def __init__(self, table: str, *, client: Any = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, max_items: int = MAX_TRANSACTION_ITEMS) -> None:
         self.table = table
-        self.memory_mb = memory_mb if memory_mb is not None else int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
-        self.architecture = architecture()
-        self.backoff_s = backoff_s
-        self.timeout_s = timeout_s
-        self._client = client  # made on the first flush: boto3's import stays out of the cold start
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._pending: dict[AggregateKey, Counters] = {}
-        self._lock = threading.Lock()
-        self._suspended_until = 0.0
-        self._emf = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "modelfn"), service="modelfn")
-        self.writes = 0
-        self.failures = 0
-        self.dropped = 0
+        self.max_items = max_items
+        self._client = client
+        self._clock, self._sleep = clock, sleep
 
     @property
     def client(self) -> Any:
         if self._client is None:
             from .aws import bounded_client
 
-            # one attempt within the timeout: a failed write is kept for the next flush, never retried in place
-            self._client = bounded_client("dynamodb", connect_timeout=self.timeout_s, read_timeout=self.timeout_s,
-                                          retries={"total_max_attempts": 1})
+            self._client = bounded_client("dynamodb")
         return self._client
 
-    @client.setter
-    def client(self, client: Any) -> None:
-        self._client = client
+    def handle(self, event: dict[str, Any]) -> Summary:
+        """Decode one subscription event and add its metering lines; raises when they could not be written."""
+        return self.add(decode_delivery(event))
 
-    def record(self, usage: UsageRecord) -> None:
-        if not usage.model or usage.trigger == "probe":  # readiness probes are the platform's, not a tenant's
-            return
-        key = AggregateKey(tenant_of(usage), usage.model, usage.version, self._clock().strftime("%Y-%m-%d"))
-        with self._lock:
-            counters = self._pending.get(key)
-            if counters is None:
-                if len(self._pending) >= MAX_PENDING:
-                    self.dropped += 1
-                    _count("MeteringDropped")
-                    return
-                counters = self._pending[key] = Counters()
-            counters.add(usage, self.memory_mb)
+    def add(self, delivery: Delivery) -> Summary:
+        summary = Summary(events=len(delivery.events))
+        lines: dict[str, UsageLine] = {}
+        for event_id, message in sorted(set(delivery.events)):
+            line = UsageLine.parse(message)
+            if line is None:
+                summary.rejected += 1
+            elif event_id not in lines:
+                lines[event_id] = line
+        if summary.rejected:
+            logger.warning("lines without a usage record of this version were skipped", log_group=delivery.log_group,
+                           rejected=summary.rejected)
+            write_metric("UsageLinesRejected", summary.rejected)
+        for chunk in chunks(lines, self.max_items):
+            counted, transactions = self._write(delivery.log_group, chunk)
+            summary.counted += counted
+            summary.duplicates += len(chunk) - counted
+            summary.transactions += transactions
+        return summary
 
-    def flush(self) -> None:
-        """Write every pending aggregate with one UpdateItem each; on failure keep them for the next flush."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending or time.monotonic() < self._suspended_until:
-            self._keep(pending)
-            return
-        items = list(pending.items())
-        for index, (key, counters) in enumerate(items):
+    def _write(self, log_group: str, chunk: dict[str, UsageLine]) -> tuple[int, int]:
+        """Write one chunk in one transaction; events whose marker exists are dropped and the rest retried."""
+        pending = dict(chunk)
+        transactions = 0
+        for attempt in range(MAX_ATTEMPTS):
+            if not pending:
+                return 0, transactions
+            items, marker_ids = self._transaction(log_group, pending)
+            transactions += 1
             try:
-                self._write(key, counters)
-            except Exception as error:  # botocore errors, timeouts, anything: metering never fails inference
-                self.failures += 1
-                self._suspended_until = time.monotonic() + self.backoff_s
-                uncertain = _maybe_applied(error)
-                if uncertain:  # the ADD may have landed: writing it again could bill twice, so it is dropped
-                    self.dropped += counters.requests
-                    _count("MeteringUncertain", counters.requests)
-                self._keep(dict(items[index + 1 if uncertain else index :]))
-                logger.warning(
-                    "usage metering failed; " + ("the aggregate in flight is dropped, " if uncertain else "") + "kept for the next flush",
-                    table=self.table,
-                    error=f"{type(error).__name__}: {str(error)[:200]}",
-                    pending=self.pending,
-                    retry_after_s=self.backoff_s,
-                )
-                _count("MeteringErrors")
-                return
-            self.writes += 1
-            self._tenant_metrics(key, counters)
+                self.client.transact_write_items(TransactItems=items, ClientRequestToken=_token(log_group, marker_ids))
+                return len(pending), transactions
+            except Exception as error:  # noqa: BLE001 - sorted below; anything else is raised
+                reasons = _cancellation_codes(error)
+                if reasons is None:
+                    raise
+            counted = {marker_ids[i] for i, code in enumerate(reasons[: len(marker_ids)]) if code == "ConditionalCheckFailed"}
+            for event_id in counted:  # already in the table: a redelivery
+                del pending[event_id]
+            if not counted:  # conflicts or throttling: back off and try the same transaction again
+                self._sleep(min(2.0, 0.05 * 2 ** attempt))
+        raise RuntimeError(f"usage of {len(pending)} log events of {log_group} could not be written after {MAX_ATTEMPTS} "
+                           "attempts; the delivery is retried (and then kept in the dead-letter queue)")
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+    def _transaction(self, log_group: str, lines: dict[str, UsageLine]) -> tuple[list[dict[str, Any]], list[str]]:
+        expires = str(int(self._clock()) + MARKER_TTL_S)
+        marker_ids = sorted(lines)
+        items: list[dict[str, Any]] = [{"Put": {
+            "TableName": self.table,
+            "Item": {"tenant": {"S": MARKER_PREFIX + event_id}, "usage_key": {"S": log_group}, TTL_ATTRIBUTE: {"N": expires}},
+            "ConditionExpression": "attribute_not_exists(tenant)",
+        }} for event_id in marker_ids]
+        aggregates: dict[tuple[str, str, str, str], tuple[Counters, UsageLine]] = {}
+        for event_id in marker_ids:
+            line = lines[event_id]
+            counters = aggregates.setdefault(line.key, (Counters(), line))[0]
+            counters.add(line)
+        items += [{"Update": self._update(line, counters)} for counters, line in aggregates.values()]
+        return items, marker_ids
 
-    def _keep(self, pending: dict[AggregateKey, Counters]) -> None:
-        with self._lock:
-            for key, counters in pending.items():
-                if key in self._pending:
-                    self._pending[key].merge(counters)
-                elif len(self._pending) < MAX_PENDING:
-                    self._pending[key] = counters
-                else:
-                    self.dropped += counters.requests
-                    _count("MeteringDropped", counters.requests)
-
-    def _tenant_metrics(self, key: AggregateKey, counters: Counters) -> None:
-        """EMF metrics per tenant and model: one line per written aggregate (the instance is reused: it is cheaper)."""
-        self._emf.add_dimension("tenant", key.tenant)
-        self._emf.add_dimension("model", key.model)
-        self._emf.add_metric("TenantRequests", MetricUnit.Count, counters.requests)
-        self._emf.add_metric("TenantItems", MetricUnit.Count, counters.items)
-        self._emf.add_metric("TenantBilledDuration", MetricUnit.Milliseconds, counters.billed_ms)
-        self._emf.flush_metrics()
-
-    def _write(self, key: AggregateKey, counters: Counters) -> None:
+    def _update(self, line: UsageLine, counters: Counters) -> dict[str, Any]:
         added = counters.as_attributes()
-        fixed = {
-            "month": key.day[:7],
-            "day": key.day,
-            "model": key.model,
-            "version": key.version,
-            "memory_mb": self.memory_mb,
-            "architecture": self.architecture,
-        }
+        fixed = {"month": line.day[:7], "day": line.day, "model": line.model, "version": line.version,
+                 "memory_mb": line.memory_mb, "architecture": line.architecture}
         names = {f"#a{i}": name for i, name in enumerate([*added, *fixed])}
         ids = {name: alias for alias, name in names.items()}
         values: dict[str, Any] = {f":{ids[name][1:]}": {"N": str(value)} for name, value in added.items()}
@@ -253,66 +315,51 @@ class UsageMeter:
             values[f":{ids[name][1:]}"] = {"N": str(value)} if isinstance(value, int) else {"S": value}
         expression = "ADD " + ", ".join(f"{ids[name]} :{ids[name][1:]}" for name in added)
         expression += " SET " + ", ".join(f"{ids[name]} = :{ids[name][1:]}" for name in fixed)
-        self.client.update_item(
-            TableName=self.table,
-            Key={"tenant": {"S": key.tenant}, "usage_key": {"S": usage_key(key.day, key.model, key.version)}},
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        return {
+            "TableName": self.table,
+            "Key": {"tenant": {"S": line.tenant}, "usage_key": {"S": usage_key(line.day, line.model, line.version)}},
+            "UpdateExpression": expression, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+        }
 
 
-class MeterChain:
-    """Several meters as one; a meter that raises is logged and counted, never propagated to the request.
-
-    Example:
-        >>> meter = MeterChain(MetricsMeter())
-        >>> meter.flush()
-    """
-
-    def __init__(self, *meters: Meter) -> None:
-        self.meters = list(meters)
-
-    def record(self, usage: UsageRecord) -> None:
-        for meter in self.meters:
-            try:
-                meter.record(usage)
-            except Exception:
-                logger.exception("meter failed to record", meter=type(meter).__name__)
-                _count("MeteringErrors")
-
-    def flush(self) -> None:
-        for meter in self.meters:
-            try:
-                meter.flush()
-            except Exception:
-                logger.exception("meter failed to flush", meter=type(meter).__name__)
-                _count("MeteringErrors")
+def chunks(lines: dict[str, UsageLine], max_items: int = MAX_TRANSACTION_ITEMS) -> list[dict[str, UsageLine]]:
+    """Events in id order, cut so that each chunk's markers plus its aggregates fit one transaction: the same
+    delivery is always cut the same way."""
+    chunks: list[dict[str, UsageLine]] = []
+    current: dict[str, UsageLine] = {}
+    keys: set[tuple[str, str, str, str]] = set()
+    for event_id in sorted(lines):
+        line = lines[event_id]
+        if current and len(current) + 1 + len(keys | {line.key}) > max_items:
+            chunks.append(current)
+            current, keys = {}, set()
+        current[event_id] = line
+        keys.add(line.key)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
-def meter_from_environment() -> Meter:
-    """EMF metrics always; per-tenant usage in DynamoDB when ``MODELFN_USAGE_TABLE`` names a table
-    (``MODELFN_USAGE_TIMEOUT_S`` bounds each write, default 0.5 s)."""
+def _token(log_group: str, event_ids: list[str]) -> str:
+    """DynamoDB's idempotency token for one transaction (a retry of the very same request is applied once)."""
+    return hashlib.sha256("\n".join([log_group, *event_ids]).encode()).hexdigest()[:36]
+
+
+def _cancellation_codes(error: Exception) -> list[str] | None:
+    """The per-item reason codes of a cancelled transaction; None for any other error."""
+    response = getattr(error, "response", None) or {}
+    if response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    reasons = response.get("CancellationReasons")
+    if reasons is None:  # botocore leaves them in the message only when the model lacks them
+        found = re.search(r"\[([^\]]*)\]", str(error))
+        return [code.strip() for code in found.group(1).split(",")] if found else []
+    return [reason.get("Code", "None") for reason in reasons]
+
+
+def aggregator_from_environment() -> UsageAggregator:
+    """The aggregator of the table ``MODELFN_USAGE_TABLE`` names (the aggregator function's environment)."""
     table = os.environ.get(USAGE_TABLE_ENV)
     if not table:
-        return MetricsMeter()
-    try:
-        timeout_s = float(os.environ.get(USAGE_TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
-    except ValueError:
-        logger.warning(f"{USAGE_TIMEOUT_ENV} is not a number of seconds; using {DEFAULT_TIMEOUT_S}")
-        timeout_s = DEFAULT_TIMEOUT_S
-    return MeterChain(MetricsMeter(), UsageMeter(table, timeout_s=timeout_s))
-
-
-
-def _maybe_applied(error: Exception) -> bool:
-    """A read timeout means DynamoDB may have applied the update; every other failure means it did not."""
-    from botocore.exceptions import ReadTimeoutError
-
-    return isinstance(error, ReadTimeoutError)
-
-
-def _count(name: str, value: int = 1) -> None:
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "modelfn"), service="modelfn")
-    metrics.add_metric(name, MetricUnit.Count, value)
-    metrics.flush_metrics()
+        raise RuntimeError(f"{USAGE_TABLE_ENV} is not set: the usage aggregator needs the usage table's name")
+    return UsageAggregator(table)

@@ -13,7 +13,8 @@ One module per job, imported bottom-up (nothing imports a module above it):
     api         the REST API, its gateway responses and every route path
     functions   Globals, the catch-all function, one function per model
     events      data bucket, idempotency table, per-model queues and S3/SQS event sources
-    usage       API keys, usage plans, the usage table and the meter's wiring (billing)
+    metering    model functions' log groups, their subscription filters and the usage aggregator function
+    usage       API keys, usage plans, the usage table, and (through metering) the aggregator's wiring (billing)
     auth        the auth: section's mode: AWS_IAM, a Cognito or Lambda (JWT) authorizer, their gateway responses
     readiness   the catch-all's probe of the model functions
     render      the template from all of the above; dump, render, drift

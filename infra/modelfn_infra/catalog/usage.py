@@ -1,5 +1,7 @@
 """Usage: what billing is made of. API keys on every model route, one API Gateway usage plan per catalog plan
-(throttling and quota per key), the usage table, and each model function's meter (its IAM and environment).
+(throttling and quota per key), the usage table, and the metering pipeline: each model function's own log group
+(``LoggingConfig``) with a subscription filter that sends its metering lines to the usage-aggregator function,
+the only writer of the usage table (``modelfn_runtime.usage``; docs/billing.md says why).
 
 Example:
     >>> GATEWAY_ERRORS["THROTTLED"][0]
@@ -11,10 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelfn_runtime import environment as names
-
 from . import ids
 from .api import OPEN_EVENTS
+from .metering import add_metering
 from .schema import Catalog, UsagePlanEntry
 
 PLAN_TAG = "modelfn:plan"
@@ -38,8 +39,7 @@ def add_billing(template: dict[str, Any], catalog: Catalog) -> None:
     for plan in catalog.plans:
         resources[plan.logical_id] = _usage_plan(plan)
     resources[USAGE_TABLE] = usage_table_resource()
-    for entry in catalog.models:
-        _meter_usage(resources[entry.logical_id]["Properties"])
+    add_metering(template, catalog)
     template["Outputs"]["UsageTableName"] = {
         "Description": "DynamoDB table of per-tenant usage (read by `modelfn usage` and `modelfn bill`).",
         "Value": {"Ref": USAGE_TABLE},
@@ -77,7 +77,7 @@ def _usage_plan(plan: UsagePlanEntry) -> dict[str, Any]:
 
 def usage_table_resource() -> dict[str, Any]:
     """The usage table the meter writes (``modelfn_runtime.usage``) and billing reads; also created by ``make demo``."""
-    from modelfn_runtime.usage import MONTH_INDEX
+    from modelfn_runtime.usage import MONTH_INDEX, TTL_ATTRIBUTE
 
     return {
         "Type": "AWS::DynamoDB::Table",
@@ -98,24 +98,8 @@ def usage_table_resource() -> dict[str, Any]:
                 }
             ],
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            # the aggregator's per-log-event markers expire; usage items have no such attribute and stay
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
             "SSESpecification": {"SSEEnabled": True},
         },
     }
-
-
-def _meter_usage(function: dict[str, Any]) -> None:
-    from modelfn_runtime.usage import DEFAULT_TIMEOUT_S
-
-    function["Environment"]["Variables"][names.USAGE_TABLE] = {"Ref": USAGE_TABLE}
-    function["Environment"]["Variables"][names.USAGE_TIMEOUT_S] = str(DEFAULT_TIMEOUT_S)
-    statement = {
-        "Sid": "MeterUsage",
-        "Effect": "Allow",
-        "Action": ["dynamodb:UpdateItem"],  # the meter's only call: ADD counters, one item per aggregate
-        "Resource": {"Fn::GetAtt": [USAGE_TABLE, "Arn"]},
-    }
-    inline = [policy for policy in function["Policies"] if isinstance(policy, dict) and "Statement" in policy]
-    if inline:  # one inline policy per function: join the statements already there
-        inline[0]["Statement"].append(statement)
-    else:
-        function["Policies"].append({"Version": "2012-10-17", "Statement": [statement]})

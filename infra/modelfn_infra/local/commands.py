@@ -33,6 +33,7 @@ from . import sam_cli
 from .apikeys import ApiKeyGate, Refused, plans_from_template
 from .credentials import AuthSettings, CredentialGate, Incoming
 from .issuer import ISSUER_DIRECTORY, LocalIssuer
+from .logs import LogSubscription
 from .sandbox import HostLambdaRuntime
 from .shutdown import stop_on_signals
 from .store import local_store_env, missing_models, resolve_relative
@@ -71,10 +72,16 @@ class LocalApp:
         self.region = os.environ["AWS_DEFAULT_REGION"]
         self.runner = sam_cli.lambda_runner(self.runtime, self.functions, template.parent, self.region,
                                             _without_deployed_tables(self.env_vars))
-        self.log = sam_cli.writer(log_stream or sys.stderr)
+        self.log_file = log_stream or sys.stderr
+        self.log = sam_cli.writer(self.log_file)
         # Lambda's Invoke API for the functions themselves (the catch-all probes the model functions for readiness)
         self.lambda_endpoint = LambdaEndpoint(self.runner, self.log)
         self.runtime.extra_env["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint.url
+        # the usage table the env-vars name (as `make demo` does): the functions' metering lines are aggregated into it
+        table = ((env_vars or {}).get("Parameters") or {}).get(USAGE_TABLE_ENV)
+        self.usage = LogSubscription(table, log=self.log_file) if table else None
+        if self.usage is not None:
+            self.runtime.log_sink = self.usage.put
 
     def __enter__(self) -> "LocalApp":
         return self
@@ -86,6 +93,8 @@ class LocalApp:
         """Stop the Lambda endpoint and every sandbox; calling it again does nothing."""
         self.lambda_endpoint.stop()
         self.runtime.close()
+        if self.usage is not None:  # after the sandboxes: their last lines are delivered too
+            self.usage.close()
 
     def missing_models(self, functions: list[str] | None = None) -> list[str]:
         """One line per model (of ``functions``) whose local model directory is incomplete."""
@@ -348,8 +357,9 @@ def _serve(args: Namespace, app: LocalApp, cloud) -> None:
 
 
 def _without_deployed_tables(env_vars: dict[str, Any] | None) -> dict[str, Any]:
-    """Locally, ``Ref: UsageTable`` resolves to the logical id, a table that exists nowhere: meter nothing
-    unless the environment names a table (as ``make demo`` does with a moto server)."""
+    """Locally, ``Ref: UsageTable`` resolves to the logical id, a table that exists nowhere: the aggregator's
+    environment (the only function that reads it) names no table unless the env-vars do; ``LocalApp`` aggregates the
+    metering lines into that table itself (``logs.LogSubscription``)."""
     merged = dict(env_vars or {})
     merged["Parameters"] = {USAGE_TABLE_ENV: "", **(merged.get("Parameters") or {})}
     return merged

@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +236,9 @@ class HostLambdaRuntime:
         self._closed = False
         self._available = threading.Condition()
         self.last_report: Report | None = None
+        self.log_sink: Callable[[str, list[str]], None] | None = None
+        """Gets each invocation's log lines (function logical id, lines) before the response is handed back: CloudWatch
+        Logs' place locally (``logs.LogSubscription.put`` feeds the usage aggregator from it)."""
 
     def invoke(self, function_config: Any, event: str, tenant_id: str | None = None, *, stdout=None, stderr=None, **_: Any):
         payload = event.encode("utf-8") if isinstance(event, str) else event
@@ -250,6 +254,8 @@ class HostLambdaRuntime:
         finally:
             self._release(function_config.name, sandbox, discard=crashed)
         self.last_report = result.report
+        if self.log_sink is not None and result.logs:
+            self.log_sink(function_config.name, result.logs)
         if stderr is not None:
             for line in [f"START RequestId: {result.report.request_id} Version: $LATEST", *result.logs,
                          f"END RequestId: {result.report.request_id}", result.report.line()]:
