@@ -215,12 +215,12 @@ def secured_api(request, toy_store, dynamodb, tmp_path_factory):
     template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
     tenants = LocalTenants(directory / "tenants.json", ["free"])
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE, "MODELFN_USAGE_TIMEOUT_S": "10"}}
+    env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE}}
     with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"}, model_store=toy_store,
                   log_stream=open(os.devnull, "w")) as app:
         server = app.serve_api(port=0, tenants=tenants.path)
         try:
-            yield request.param, server, tenants
+            yield request.param, server, tenants, app
         finally:
             server.stop()
 
@@ -237,7 +237,7 @@ def send(url: str, headers: dict, body: bytes | None = BODY) -> tuple[int, dict 
 
 @pytest.mark.slow
 def test_each_mode_serves_authenticated_tenants_meters_them_and_keeps_the_playground_open(secured_api, dynamodb):
-    mode, server, tenants = secured_api
+    mode, server, tenants, app = secured_api
     url = server.url + "/v2/models/toy/infer"
     status, page = send(server.url + "/", {"Accept": "text/html"}, None)
     assert status == 200 and "API key or token" in page  # the playground page needs no credential in any mode
@@ -258,6 +258,7 @@ def test_each_mode_serves_authenticated_tenants_meters_them_and_keeps_the_playgr
         expected_tenant = acme.id
     status, body = example.call("POST", url, headers, BODY)
     assert status == 200 and body["outputs"][0]["name"] == "probs", body
+    app.usage.flush()  # the log subscription delivers the function's metering line to the usage aggregator
     items = dynamodb.query(TableName=TABLE, KeyConditionExpression="tenant = :t",
                            ExpressionAttributeValues={":t": {"S": expected_tenant}})["Items"]
     assert [int(item["requests"]["N"]) for item in items] == [1]  # metered as the authenticated tenant
@@ -280,7 +281,7 @@ def test_the_playground_in_a_browser_sends_a_token_and_shows_what_iam_needs(secu
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    mode, server, tenants = secured_api
+    mode, server, tenants, app = secured_api
     browser.get(server.url + "/")
     wait = WebDriverWait(browser, 60)
     wait.until(lambda d: d.find_element(By.ID, "model-toy"))

@@ -42,8 +42,11 @@ GROUP = "/aws/lambda/ToyFunction"
 
 
 def create_table(client) -> None:
-    """The table exactly as the template declares it."""
+    """The table exactly as the template declares it, new and empty (moto's servers in one process share their
+    state: a table an earlier test module left behind is dropped first)."""
     properties = usage_table_resource()["Properties"]
+    if TABLE in client.list_tables()["TableNames"]:
+        client.delete_table(TableName=TABLE)
     client.create_table(
         TableName=TABLE,
         **{key: properties[key] for key in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},
