@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ def generate_samples(
                 batch[spec.name] = rng.integers(low, high, size=shape).astype(dtype)
             elif dtype.kind == "b":
                 batch[spec.name] = rng.random(shape) < 0.5
+            elif dtype.kind in "OSU" and getattr(spec, "vocabulary", None):
+                batch[spec.name] = generated_text(rng, spec.vocabulary, shape)
             else:
                 what = "string" if dtype.kind in "OSU" else str(dtype)
                 raise ExportError(
@@ -97,6 +100,27 @@ def generate_samples(
                 )
         batches.append(batch)
     return batches
+
+
+TEXT_NOISE = ("", "  ", "!", ",", "?", "unseenword", "ÉTÉ")
+"""Mixed into generated text: empty and whitespace-only strings, punctuation, out-of-vocabulary words."""
+
+
+def generated_text(rng: np.random.Generator, vocabulary: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+    """Strings of 0–12 space-separated words drawn from ``vocabulary`` (some capitalised, some with punctuation
+    and out-of-vocabulary words), so a raw-text model's tokens and outputs vary from row to row.
+
+    Example:
+        >>> generated_text(np.random.default_rng(0), ["fox", "dog"], (2, 1)).shape
+        (2, 1)
+    """
+    words = list(vocabulary)
+    texts = []
+    for _ in range(int(np.prod(shape))):
+        picked = [words[i] if rng.random() < 0.85 else TEXT_NOISE[rng.integers(len(TEXT_NOISE))]
+                  for i in rng.integers(len(words), size=rng.integers(0, 13))]
+        texts.append(" ".join(w.capitalize() if rng.random() < 0.2 else w for w in picked))
+    return np.array(texts, dtype=object).reshape(shape)
 
 
 def load_samples(path: str | os.PathLike[str], inputs: Sequence[Any]) -> list[Batch]:
@@ -202,12 +226,33 @@ def _cast(array: np.ndarray, spec: Any, file: str) -> np.ndarray:
 # --- running -------------------------------------------------------------------------------------
 
 
+def custom_library(path: str | os.PathLike[str]) -> str | None:
+    """The custom-op library the ONNX model at ``path`` needs (read off its opset imports), or ``None``."""
+    stat = os.stat(path)
+    return _custom_library(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _custom_library(path: str, mtime_ns: int, size: int) -> str | None:
+    import onnx
+
+    from modelfn_runtime.custom_ops import DOMAINS
+
+    model = onnx.load(path, load_external_data=False)
+    return next((DOMAINS[op.domain] for op in model.opset_import if op.domain in DOMAINS), None)
+
+
 def onnx_session(path: str | os.PathLike[str]) -> Any:
-    """An ONNX Runtime CPU session with ORT's warnings off."""
+    """An ONNX Runtime CPU session with ORT's warnings off (and the custom-op library the model needs)."""
     import onnxruntime as ort
+
+    from modelfn_runtime.custom_ops import library_path
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    library = custom_library(path)
+    if library is not None:
+        options.register_custom_ops_library(library_path(library))
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -221,6 +266,7 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
 
     try:
         session = onnx_session(path)
+        library = custom_library(path)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"ONNX Runtime {ort.__version__} cannot load the converted model: {type(exc).__name__}: "
@@ -238,15 +284,31 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
                 "this is a bug in modelfn export; please report it",
                 exit_code=FAILED,
             )
+    if library is not None:  # custom ops (raw text): run where TensorFlow's RE2 cannot interfere
+        return _run_isolated(path, batches, library)
+    for batch in batches:
         try:
             results.append(dict(zip(names, session.run(names, batch))))
         except Exception as exc:  # noqa: BLE001
-            raise ExportError(
-                f"ONNX Runtime failed to run the model: {type(exc).__name__}: {one_line(exc)[:300]}",
-                "try another --opset or replace the layer named in the message with standard ops",
-                exit_code=FAILED,
-            ) from None
+            raise _run_failed(exc) from None
     return results
+
+
+def _run_failed(exc: BaseException) -> ExportError:
+    return ExportError(
+        f"ONNX Runtime failed to run the model: {type(exc).__name__}: {one_line(exc)[:300]}",
+        "try another --opset or replace the layer named in the message with standard ops",
+        exit_code=FAILED,
+    )
+
+
+def _run_isolated(path: str | os.PathLike[str], batches: Sequence[Batch], library: str) -> list[Batch]:
+    from .isolated import run_isolated
+
+    try:
+        return run_isolated(path, batches, library)
+    except Exception as exc:  # noqa: BLE001
+        raise _run_failed(exc) from None
 
 
 def run_reference(loaded: Any, batches: Sequence[Batch]) -> list[Batch]:

@@ -18,7 +18,7 @@ LAYERS = [
     ("foundation", {"environment", "http", "errors", "modelcard", "digest", "aws", "observability"}),
     ("types", {"envelope"}),
     ("contract", {"validation", "limits", "tensors", "interfaces"}),
-    ("model", {"session", "providers", "cuda", "artifacts", "cards"}),
+    ("model", {"session", "providers", "cuda", "custom_ops", "artifacts", "cards"}),
     ("protocols", {"protocols.*", "openapi", "openapi_schemas", "playground", "readiness", "encoding"}),
     ("service", {"service", "metering", "payloads"}),
     ("jobs", {"jobs.*"}),

@@ -7,7 +7,12 @@ step               does                                                         
 ``import``         TensorFlow (quietly), Keras, ONNX, tf2onnx                            ``Toolchain``
 ``load``           the source as a flat-signature ``tf.function``                        ``LoadedSource``
 ``stage``          the version, a staging directory in the store (removed on failure)    ``Workspace``
+``conversion``     how tf2onnx runs: modelfn's op handlers                               ``Conversion``
+``nested-          inline function calls left in the frozen graph (ConvNeXt's XLA        ``Conversion``
+functions``        grouped convs)
+``text-ops``       raw-text models: string ops as ``ai.onnx.contrib`` ops, or a refusal  ``Conversion``
 ``convert``        tf2onnx, ``onnx.checker``                                             ``Converted``
+``custom-ops``     the custom-op library the model needs (onnxruntime-extensions)        ``CustomOps``
 ``samples``        ``--samples``, or generated from the signature                        ``Samples``
 ``parity``         TensorFlow vs ONNX Runtime on the samples                             ``Parity``
 ``parity-gate``    refuse a model that does not reproduce TensorFlow
@@ -58,7 +63,7 @@ from modelfn_runtime.modelcard import ModelCard
 from ..errors import ExportError
 from ..options import ExportOptions
 from ..progress import ProgressFn, Steps
-from . import finish, prepare, verify
+from . import conversion, finish, prepare, verify
 from .runner import Pipeline, PipelineError, Step
 from .values import SourceInput
 
@@ -67,7 +72,11 @@ EXPORT_STEPS: tuple[Step, ...] = (
     Step("import", prepare.import_tools),
     Step("load", prepare.load_model),
     Step("stage", prepare.open_workspace),
+    Step("conversion", conversion.plan_conversion),
+    Step("nested-functions", conversion.inline_functions),
+    Step("text-ops", conversion.text_conversion),
     Step("convert", verify.convert_model),
+    Step("custom-ops", conversion.record_custom_ops),
     Step("samples", verify.read_samples),
     Step("parity", verify.check_parity),
     Step("parity-gate", verify.require_parity),

@@ -24,7 +24,7 @@ from ..parity import Batch, run_onnx
 from ..progress import Steps
 from ..quantize import card_entry, latency, measure, quantize_dynamic_int8, quantize_static_int8
 from ..sources import LoadedSource
-from .values import EvidenceCheck, FinalArtifact, Fp32Model, Latency, Quantization, Quantized, Samples, Stored, Workspace
+from .values import CustomOps, EvidenceCheck, FinalArtifact, Fp32Model, Latency, Quantization, Quantized, Samples, Stored, Workspace
 
 Quantizer = Callable[[Path, Path, Path, list[Batch]], None]
 """``(fp32 model, int8 model to write, scratch directory, samples)``."""
@@ -116,7 +116,9 @@ def place_artifact(
     return FinalArtifact(final, parity, entry, fp32.optimization)
 
 
-def write_card(final: FinalArtifact, loaded: LoadedSource, options: ExportOptions, workspace: Workspace) -> ModelCard:
+def write_card(
+    final: FinalArtifact, loaded: LoadedSource, options: ExportOptions, workspace: Workspace, custom: CustomOps | None
+) -> ModelCard:
     """Build the card from the final artifact, validate it against the schema, write it to the workspace."""
     card = cards.build_card(
         name=options.name,
@@ -127,6 +129,7 @@ def write_card(final: FinalArtifact, loaded: LoadedSource, options: ExportOption
         quantization=final.quantization,
         optimization=final.optimization,
         description=options.description if options.description is not None else loaded.description,
+        custom_ops=custom.entry if custom is not None else None,
     )
     card.write(workspace.path / CARD_FILE)
     return card

@@ -65,6 +65,14 @@ class Converted:
 
 
 @dataclass(frozen=True)
+class CustomOps:
+    """The custom-op library the converted model needs: the card's ``custom_ops`` (sessions register it)."""
+
+    entry: dict[str, Any]
+    """``{"library": ..., "version": ..., "domain": ..., "ops": [...]}``."""
+
+
+@dataclass(frozen=True)
 class Samples:
     """The parity (and calibration) samples, as batches of feeds keyed by input name."""
 
