@@ -16,37 +16,14 @@ from modelfn_export import ExportError
 
 from .export_checks import check_version_dir
 from .served import serve_isolated
+from .zoo import TEXT_CORPUS, TEXT_EDGE, build_text_classifier
 
-CORPUS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Hello, world! Hello again, world.",
-    "Serverless models are cheap when idle",
-    "ONNX Runtime runs the model on a CPU",
-    "café naïve résumé: unicode words",
-    "deploy the model, serve the model, bill per request",
-    "state-of-the-art isn't always what you need",
-    "Tokens, tokens, tokens!",
-]
-EDGE = ["", "   ", "!!! ???", "HELLO World", "東京 は 🙂", "a\tb\nc  d", "unknownword the", " ".join(["model"] * 20)]
+CORPUS, EDGE = TEXT_CORPUS, TEXT_EDGE
 
 
 def text_classifier(path: Path, **vectorize: object) -> Path:
-    """``text`` [B, 1] -> TextVectorization(int, default standardize/split) -> Embedding -> pooling, and a
-    TF-IDF bigram bag of the same text -> Dense ``logits``; ``tokens`` is the int layer's own output."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    ids = keras.layers.TextVectorization(max_tokens=60, output_sequence_length=8, name="ids", **vectorize)
-    bag = keras.layers.TextVectorization(max_tokens=80, output_mode="tf_idf", ngrams=2, name="bag")
-    ids.adapt(CORPUS)
-    bag.adapt(CORPUS)
-    text = keras.Input((1,), dtype="string", name="text")
-    tokens = ids(text)
-    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(ids.vocabulary_size(), 8)(tokens))
-    bag_of_words = keras.layers.Reshape((bag.vocabulary_size(),))(bag(text))  # Keras infers [B, 1, V]; it is [B, V]
-    logits = keras.layers.Dense(3, name="logits")(keras.layers.Concatenate()([pooled, bag_of_words]))
-    model = keras.Model(text, {"tokens": keras.layers.Identity(name="tokens")(tokens), "logits": logits}, name="text")
-    model.save(path)
+    """The zoo's raw-text classifier (:func:`tests.export.zoo.build_text_classifier`) saved as .keras, as users do."""
+    build_text_classifier(**vectorize).save(path)
     return path
 
 
