@@ -174,6 +174,9 @@ def test_zoo_model_quantizes(name: str, mode: str, tmp_path: Path) -> None:
         assert quant["bytes"] < quant["fp32_bytes"]
     assert quant["forced"] is (quant["agreement"] < quant["threshold"])
     assert set(quant["latency_ms"]) == {"fp32", "int8"}
+    slower = any(ratio < 1 for ratio in quant["speedup_vs_fp32"].values())
+    assert any("int8 is slower than fp32" in w for w in quant["warnings"]) is slower
+    assert any("--force-quantized" in w for w in quant["warnings"]) is quant["forced"]
     ops = {node.op_type for node in onnx.load(tmp_path / "store" / name / "1" / "model.onnx").graph.node}
     assert ({"QuantizeLinear", "DequantizeLinear"} <= ops) if mode == "int8-static" else ("DynamicQuantizeLinear" in ops)
     _record(
@@ -184,6 +187,8 @@ def test_zoo_model_quantizes(name: str, mode: str, tmp_path: Path) -> None:
             "top1_agreement": quant["top1_agreement_with_fp32"],
             "size_ratio": quant["size_ratio"],
             "latency_ms": quant["latency_ms"],
+            "speedup": quant["speedup_vs_fp32"],
+            "int8_instructions": quant["cpu"]["int8_dot_product"],
             "forced": quant["forced"],
         },
     )

@@ -21,7 +21,8 @@ functions``        grouped convs)
 ``fp32``           the optimized model if it passed, else the converted one              ``Fp32Model``
 ``quantize``       int8 (dynamic or static QDQ), agreement measured; only when asked     ``Quantized``
 ``agreement``      refuse non-finite or below-threshold int8 (unless forced)
-``latency``        fp32 and int8 latencies                                               ``Latency``
+``latency``        fp32 and int8 latencies, interleaved, one thread as served            ``Latency``
+``speed``          int8's speedup over fp32 on this CPU; warnings when slower or forced  ``Int8Verdict``
 ``quantization``   the card's quantization object                                        ``Quantization``
 ``artifact``       ``model.onnx`` in the staging directory, the card's parity object     ``FinalArtifact``
 ``card``           ``modelcard.json``, validated against the schema                      ``ModelCard``
@@ -86,6 +87,7 @@ EXPORT_STEPS: tuple[Step, ...] = (
     Step("quantize", finish.quantize_model),
     Step("agreement", finish.require_agreement),
     Step("latency", finish.measure_latency),
+    Step("speed", finish.judge_speed),
     Step("quantization", finish.record_quantization),
     Step("artifact", finish.place_artifact),
     Step("card", finish.write_card),

@@ -142,6 +142,16 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class Int8Verdict:
+    """What int8 buys on this CPU: speedup over fp32 per figure, the CPU's int8 instructions, warnings."""
+
+    speedup: dict[str, float]
+    """``fp32 ms / int8 ms`` (``batch_1``, ``batch_<n>``): below 1, int8 is slower."""
+    cpu: dict[str, Any]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
 class Quantization:
     """The int8 model to ship and the card's ``quantization`` object that describes it."""
 
