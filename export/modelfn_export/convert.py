@@ -92,7 +92,10 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET, conversion: Conversion | No
         logger.setLevel(logging.ERROR)
     try:
         trackable = loaded.keep_alive[0] if loaded.keep_alive else None
-        model = _from_function(loaded.function, loaded.input_signature, opset, trackable, conversion)
+        if conversion.builder is not None:  # a model built from its config, not converted (keras-hub tokenizers)
+            model = conversion.builder(loaded, opset)
+        else:
+            model = _from_function(loaded.function, loaded.input_signature, opset, trackable, conversion)
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -157,6 +160,8 @@ class Conversion:
     """Context managers entered while tf2onnx runs (fixes of tf2onnx itself)."""
     fixes: Mapping[str, str] = field(default_factory=dict)
     """Op -> the fix a refusal naming that op gives (ahead of the built-in ones)."""
+    builder: Callable[[Any, int], Any] | None = None
+    """``(loaded source, opset) -> ModelProto`` instead of tf2onnx, for a source built from its config."""
 
     @property
     def domains(self) -> list[str]:
@@ -164,8 +169,8 @@ class Conversion:
 
     def extended(self, *, handlers: Mapping[str, Any] | None = None, extra_opsets: tuple[tuple[str, int], ...] = (),
                  transforms: tuple[GraphTransform, ...] = (), patches: tuple[Callable[[], Any], ...] = (),
-                 fixes: Mapping[str, str] | None = None) -> Conversion:
-        """A copy with more handlers, opsets, transforms, patches and fixes."""
+                 fixes: Mapping[str, str] | None = None, builder: Callable[[Any, int], Any] | None = None) -> Conversion:
+        """A copy with more handlers, opsets, transforms, patches and fixes (and a builder, when given)."""
         return replace(
             self,
             handlers={**self.handlers, **(handlers or {})},
@@ -173,6 +178,7 @@ class Conversion:
             transforms=(*self.transforms, *transforms),
             patches=(*self.patches, *patches),
             fixes={**self.fixes, **(fixes or {})},
+            builder=builder or self.builder,
         )
 
 

@@ -32,9 +32,7 @@ def _pythonpath() -> str:
     """The child's PYTHONPATH: where this process found modelfn_export and modelfn_runtime, then the inherited one."""
     import modelfn_runtime
 
-    import modelfn_export
-
-    roots = [str(Path(module.__file__).resolve().parents[1]) for module in (modelfn_export, modelfn_runtime)]
+    roots = [str(Path(path).resolve().parents[1]) for path in (__file__, modelfn_runtime.__file__)]
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return os.pathsep.join(dict.fromkeys([*roots, *inherited]))
 

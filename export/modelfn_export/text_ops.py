@@ -48,6 +48,9 @@ STRING_OPS = frozenset({
     "StringNGrams", "StringJoin", "ReduceJoin", "UnicodeDecode", "UnicodeDecodeWithOffsets", "UnicodeEncode",
     "UnicodeTranscode", "StringToHashBucketFast", "StringToHashBucketStrong", "StringToHashBucket", "Substr",
     "StringLength", "RegexFullMatch", "StaticRegexFullMatch", "AsString", "StringFormat",
+    # tensorflow-text (keras-hub tokenizers)
+    "FastWordpieceTokenizeWithOffsets", "WordpieceTokenizeWithOffsets", "RegexSplitWithOffsets", "CaseFoldUTF8",
+    "NormalizeUTF8", "SentencepieceOp", "SentencepieceTokenizeOp", "UnicodeScriptTokenizeWithOffsets",
 })
 """TensorFlow ops that make a model a raw-text model (its graph is converted with the ``ai.onnx.contrib`` opset)."""
 

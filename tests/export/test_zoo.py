@@ -110,7 +110,10 @@ def test_zoo_model_exports_and_serves(name: str, tmp_path: Path) -> None:
         import base64
 
         (key, column), = batch.items()
-        instances = [[{"b64": base64.b64encode(str(v).encode()).decode()} for v in row] for row in column.tolist()]
+        def b64(value: Any) -> dict[str, str]:
+            return {"b64": base64.b64encode(str(value).encode()).decode()}
+
+        instances = [b64(row) if column.ndim == 1 else [b64(v) for v in row] for row in column.tolist()]
         requests.append(("POST", f"/v1/models/{name}:predict", {"instances": instances}))
     answers = _serve(directory, name, requests, isolated=card.custom_ops is not None)
     assert answers[0][0] == 200, answers[0][1]

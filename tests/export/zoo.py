@@ -366,6 +366,33 @@ def gpt2_backbone(tmp: Path) -> ZooModel:
                     options={"samples": _token_samples(tmp, [t.name for t in model.inputs])})
 
 
+WORDPIECE_VOCABULARY = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jump", "##s", "##ed", "##ing", "over",
+    "lazy", "dog", ".", ",", "!", "?", "'", "-", "hello", "world", "model", "serve", "un", "##believ", "##able", "caf",
+    "##é", "é", "東", "京", "is", "big", "a", "an", "and", "it", "##x", "state", "of", "art",
+]
+WORDPIECE_TEXT = [
+    "The quick brown fox jumped over the lazy dog.", "hello, world! unbelievable", "café CAFÉ", "", "   ", "東京 is big",
+    "state-of-the-art", "jumpx quickly", "it's a dog's model", " ".join(["fox"] * 20), "HELLO\tWorld\nagain",
+]
+"""Text with punctuation, case, accents, CJK, out-of-vocabulary words and pieces, empty and over-long rows (not
+``"Straße"``: keras-hub case-folds it to ``strasse``, the graph lowers it to ``straße``; see tokenizers.py)."""
+
+
+def wordpiece_tokenizer(tmp: Path) -> ZooModel:
+    """``text -> keras_hub WordPieceTokenizer`` (local vocabulary, lowercase): built as an extensions graph."""
+    import keras
+
+    keras_hub = import_keras_hub()
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=WORDPIECE_VOCABULARY, sequence_length=12, lowercase=True)
+    text = keras.Input((), dtype="string", name="text")
+    samples = tmp / "text.npy"
+    np.save(samples, np.array(WORDPIECE_TEXT, dtype=str))
+    return ZooModel(keras.Model(text, {"token_ids": tokenizer(text)}, name="wordpiece"),
+                    "keras-hub WordPieceTokenizer (raw text -> token ids, onnxruntime-extensions graph)",
+                    options={"samples": samples}, strings=True)
+
+
 ZOO: dict[str, Callable[[Path], ZooModel]] = {
     "mobilenet-v2": mobilenet_v2,
     "resnet50": resnet50,
@@ -384,6 +411,7 @@ ZOO: dict[str, Callable[[Path], ZooModel]] = {
     "convnext-tiny": convnext_tiny,
     "bert-backbone": bert_backbone,
     "gpt2-backbone": gpt2_backbone,
+    "wordpiece-tokenizer": wordpiece_tokenizer,
 }
 SLOW = {"resnet50", "densenet121", "efficientnet-b0", "mobilenet-v2", "convnext-tiny"}
 """Entries that take more than a few seconds to convert (marked ``slow``)."""

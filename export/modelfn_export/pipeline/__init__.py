@@ -11,6 +11,8 @@ step               does                                                         
 ``nested-          inline function calls left in the frozen graph (ConvNeXt's XLA        ``Conversion``
 functions``        grouped convs)
 ``text-ops``       raw-text models: string ops as ``ai.onnx.contrib`` ops, or a refusal  ``Conversion``
+``keras-hub-       a keras-hub WordPieceTokenizer: its graph built from its config       ``Conversion``
+tokenizer``
 ``convert``        tf2onnx, ``onnx.checker``                                             ``Converted``
 ``custom-ops``     the custom-op library the model needs (onnxruntime-extensions)        ``CustomOps``
 ``samples``        ``--samples``, or generated from the signature                        ``Samples``
@@ -76,6 +78,7 @@ EXPORT_STEPS: tuple[Step, ...] = (
     Step("conversion", conversion.plan_conversion),
     Step("nested-functions", conversion.inline_functions),
     Step("text-ops", conversion.text_conversion),
+    Step("keras-hub-tokenizer", conversion.keras_hub_tokenizer),
     Step("convert", verify.convert_model),
     Step("custom-ops", conversion.record_custom_ops),
     Step("samples", verify.read_samples),

@@ -3,7 +3,8 @@
 ``conversion`` starts the :class:`~modelfn_export.convert.Conversion` (today's handlers); ``nested-functions``
 adds the GraphDef transform that inlines nested function calls (ConvNeXt's XLA grouped convs,
 :mod:`modelfn_export.nested`); ``text-ops`` turns a raw-text model's string ops into ``ai.onnx.contrib`` ops
-(:mod:`modelfn_export.text_ops`) or refuses the ones that would compute something else. After ``convert``,
+(:mod:`modelfn_export.text_ops`) or refuses the ones that would compute something else; ``keras-hub-tokenizer``
+builds a keras-hub WordPieceTokenizer's graph from its config (:mod:`modelfn_export.tokenizers`). After ``convert``,
 ``custom-ops`` records the custom-op library the model uses, for the card.
 
 Example:
@@ -59,6 +60,20 @@ def text_conversion(loaded: LoadedSource, conversion: Conversion, progress: Step
         patches=(text_ops.selectv2_shapes,),
         fixes={op: text_ops.UNSUPPORTED_FIX for op in text_ops.STRING_OPS},
     )
+
+
+def keras_hub_tokenizer(loaded: LoadedSource, conversion: Conversion, progress: Steps) -> Conversion:
+    """A model that is exactly ``text -> keras_hub WordPieceTokenizer``: built as an onnxruntime-extensions graph from
+    the tokenizer's config (:mod:`modelfn_export.tokenizers`) instead of converted."""
+    from .. import tokenizers
+
+    tokenizer = tokenizers.find_wordpiece(loaded)
+    if tokenizer is None:
+        return conversion
+    tokenizers.check_buildable(tokenizer)
+    _require_extensions()
+    progress.note(f"keras-hub WordPieceTokenizer ({len(tokenizer.vocabulary)} tokens): building its ONNX graph from its config")
+    return conversion.extended(builder=tokenizers.build_wordpiece)
 
 
 def _traced_ops(loaded: LoadedSource) -> set[str]:

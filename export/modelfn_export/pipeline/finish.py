@@ -18,15 +18,25 @@ from pathlib import Path
 from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard
 
 from .. import card as cards
+from ..cpu import int8_features
 from ..errors import FAILED, ExportError
 from ..options import ExportOptions
 from ..parity import Batch, run_onnx
 from ..progress import Steps
-from ..cpu import int8_features
 from ..quantize import card_entry, latency, measure, quantize_dynamic_int8, quantize_static_int8, speedups
 from ..sources import LoadedSource
 from .values import (
-    CustomOps, EvidenceCheck, FinalArtifact, Fp32Model, Int8Verdict, Latency, Quantization, Quantized, Samples, Stored, Workspace,
+    CustomOps,
+    EvidenceCheck,
+    FinalArtifact,
+    Fp32Model,
+    Int8Verdict,
+    Latency,
+    Quantization,
+    Quantized,
+    Samples,
+    Stored,
+    Workspace,
 )
 
 Quantizer = Callable[[Path, Path, Path, list[Batch]], None]

@@ -45,17 +45,18 @@ def preprocessing_ranges(model: Any, input_names: list[str]) -> dict[str, tuple[
 
 
 def text_vocabularies(model: Any, input_names: list[str]) -> dict[str, tuple[str, ...]]:
-    """The vocabulary of the ``TextVectorization``/``StringLookup`` a string input goes straight into (generated
-    text is made of its words), without the mask and OOV tokens."""
+    """The vocabulary of the ``TextVectorization``/``StringLookup``/keras-hub tokenizer a string input goes straight
+    into (generated text is made of its words), without the mask, OOV, special (``[CLS]``) and suffix (``##s``) tokens."""
     import keras
 
     kinds = (keras.layers.TextVectorization, keras.layers.StringLookup)
     found: dict[str, tuple[str, ...]] = {}
     try:
         for layer, name in _direct_consumers(model, input_names):
-            if isinstance(layer, kinds) and name not in found:
+            tokenizer = "keras_hub" in type(layer).__module__ and callable(getattr(layer, "get_vocabulary", None))
+            if (isinstance(layer, kinds) or tokenizer) and name not in found:
                 words = [str(w) for w in layer.get_vocabulary()]
-                words = [w for w in words if w and w != "[UNK]"]
+                words = [w for w in words if w and not (w.startswith("[") and w.endswith("]")) and not w.startswith("##")]
                 if words:
                     found[name] = tuple(words)
     except Exception:  # noqa: BLE001 - best effort: without a vocabulary, --samples is asked for
