@@ -20,7 +20,7 @@ wrapped function returns.
 * **a** :class:`Conversion` says what else runs: more handlers and extra opsets (raw-text models:
   ``ai.onnx.contrib``, :mod:`modelfn_export.text_ops`), transforms of the frozen GraphDef before tf2onnx
   sees it (:mod:`modelfn_export.nested` inlines nested function calls) and patches active while it runs.
-  The export pipeline's steps build it (:mod:`modelfn_export.pipeline.verify`).
+  The export pipeline's steps build it (:mod:`modelfn_export.pipeline.conversion`).
 
 tf2onnx runs with ``continue_on_error=True``: an op it cannot convert is logged and left in the
 graph. :func:`convert` collects those (from its log and from a scan of the graph for ops ONNX does

@@ -4,8 +4,10 @@ Samples are either the user's (``.npy`` for a single-input model, ``.npz`` keyed
 generated from the signature: batch sizes 1 and 32, seeded RNG (seed 0); floats uniform in
 ``[0, 1)``, or in the range a ``Rescaling``/``Normalization`` layer right after the input expects
 (``[0, 255]`` for ``Rescaling(1/255)``, ``mean ± 2·std`` for an adapted ``Normalization``); integers uniform in ``[0, input_dim)`` when the input feeds a Keras ``Embedding``
-(``[0, 10)`` otherwise, ``[0, 256)`` for uint8); booleans fair coin flips; dynamic non-batch
-dimensions get size 8.
+(``[0, 10)`` otherwise, ``[0, 256)`` for uint8); booleans fair coin flips; strings, for an input that goes
+straight into a ``TextVectorization``/``StringLookup``/keras-hub tokenizer, text made of its vocabulary
+(:func:`generated_text`); dynamic non-batch dimensions get size 8. A model with custom ops (raw text) runs on
+ONNX Runtime in a TensorFlow-free child process (:mod:`modelfn_export.isolated`).
 
 An output passes when every element satisfies ``|onnx - tf| <= atol + rtol * |tf|``
 (``numpy.allclose`` semantics, NaN equal to NaN). Reported figures per output and overall:
@@ -276,7 +278,6 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
         ) from None
     names = [o.name for o in session.get_outputs()]
     expected = {i.name for i in session.get_inputs()}
-    results = []
     for batch in batches:
         if set(batch) != expected:
             raise ExportError(
@@ -286,6 +287,7 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
             )
     if library is not None:  # custom ops (raw text): run where TensorFlow's RE2 cannot interfere
         return _run_isolated(path, batches, library)
+    results = []
     for batch in batches:
         try:
             results.append(dict(zip(names, session.run(names, batch))))
