@@ -86,6 +86,30 @@ def test_generated_text_comes_from_the_vocabulary(tmp_path: Path) -> None:
     assert card.parity["per_output"]["tokens"]["max_abs_diff"] == 0
 
 
+def test_other_vectorizer_modes_convert_with_parity(tmp_path: Path) -> None:
+    """multi_hot without splitting, count with 1-3-grams and no standardization, int padded to the longest row."""
+    import keras
+
+    from modelfn_export import export_model
+
+    keras.utils.set_random_seed(0)
+    layers = {
+        "multi_hot": keras.layers.TextVectorization(split=None, output_mode="multi_hot"),
+        "count": keras.layers.TextVectorization(standardize=None, ngrams=(1, 2, 3), output_mode="count"),
+        "ragged": keras.layers.TextVectorization(max_tokens=40),
+    }
+    text = keras.Input((1,), dtype="string", name="text")
+    outputs = {}
+    for name, layer in layers.items():
+        layer.adapt(CORPUS)
+        outputs[name] = keras.layers.Identity(name=name)(layer(text))
+    np.save(tmp_path / "text.npy", np.array([[s] for s in CORPUS + EDGE], dtype=str))
+    card = export_model(keras.Model(text, outputs), "modes", out=tmp_path / "store", samples=tmp_path / "text.npy")
+    assert card.parity["passed"] and card.parity["informative"]
+    assert all(output["max_abs_diff"] == 0 for output in card.parity["per_output"].values())
+    assert {s.name: s.shape for s in card.outputs}["ragged"] == [-1, -1]  # padded to the batch's longest row
+
+
 def _hashing_model(path: Path) -> Path:
     import keras
 
