@@ -97,11 +97,14 @@ def _require_extensions() -> None:
         ) from None
 
 
-def record_custom_ops(converted: Converted) -> CustomOps | None:
+def record_custom_ops(converted: Converted, conversion: Conversion) -> CustomOps | None:
     """The card's ``custom_ops`` for a converted model that uses a custom-op domain; nothing otherwise."""
     import onnx
 
     from modelfn_runtime.custom_ops import DOMAINS
+
+    if not set(conversion.domains) & set(DOMAINS):
+        return None  # converted without a custom-op opset: nothing to look for (and no large model to parse)
 
     model = onnx.load(converted.path, load_external_data=False)
     ops: dict[str, set[str]] = {}
