@@ -1,7 +1,7 @@
 # The CPU container image of a modelfn model function (catalog: package_type: Image).
 #
 # `modelfn build` prepares the build context (.aws-sam/build/<LogicalId>/) and runs `docker build` on this file:
-#   python/   onnxruntime + numpy, the same cross-installed wheels as the ONNX Runtime layer  -> /opt/python
+#   python/   onnxruntime, onnxruntime-extensions + numpy: the ONNX Runtime layer's wheels     -> /opt/python
 #   task/     app.py, modelfn_runtime/ and its requirements, as in the Zip functions         -> /var/task
 #   models/   the function's model when `modelfn build --model-store` has it (baked in); otherwise the
 #             function reads MODEL_URI (s3://...) at init like a Zip function

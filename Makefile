@@ -10,10 +10,11 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml infra/scan-requirements.txt infra/peer-requirements.txt infra/fuzz-requirements.txt
+$(INSTALLED): pyproject.toml infra/scan-requirements.txt infra/peer-requirements.txt infra/fuzz-requirements.txt infra/keras-hub-requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps --target $(VENV)/khub -r infra/keras-hub-requirements.txt
 	$(PYTHON) -m venv $(VENV)/tools
 	$(VENV)/tools/bin/pip install --quiet -r infra/scan-requirements.txt
 	$(PYTHON) -m venv $(VENV)/peers

@@ -69,8 +69,8 @@ def onnx_opset(path: str | os.PathLike[str]) -> int:
     return next(int(op.version) for op in model.opset_import if op.domain in ("", "ai.onnx"))
 
 
-def producers() -> dict[str, str]:
-    """Versions of the tools that produced the artifact."""
+def producers(custom_ops: dict[str, Any] | None = None) -> dict[str, str]:
+    """Versions of the tools that produced the artifact (and of the custom-op library it needs, if any)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import keras
@@ -86,10 +86,11 @@ def producers() -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-    try:
-        data["modelfn"] = version("modelfn")
-    except PackageNotFoundError:
-        pass
+    for distribution in ["modelfn", *([custom_ops["library"]] if custom_ops else [])]:
+        try:
+            data[distribution] = version(distribution)
+        except PackageNotFoundError:
+            pass
     return data
 
 
@@ -131,6 +132,7 @@ def build_card(
     quantization: dict[str, Any],
     optimization: dict[str, Any],
     description: str = "",
+    custom_ops: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Assemble and validate the card for the final ``model.onnx`` at ``artifact_path``."""
     inputs, outputs = onnx_signature(artifact_path)
@@ -140,13 +142,14 @@ def build_card(
         created=utc_now(),
         artifact=artifact_of(artifact_path),
         opset=onnx_opset(artifact_path),
-        producers=producers(),
+        producers=producers(custom_ops),
         inputs=inputs,
         outputs=outputs,
         parity=parity,
         source=source,
         quantization=quantization,
         optimization=optimization,
+        custom_ops=custom_ops,
         description=description,
     )
     validate_card(card)

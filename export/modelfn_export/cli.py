@@ -229,6 +229,14 @@ def format_summary(card: Any, directory: Any) -> str:
     else:
         text = "none"
     rows.append(("quantization", text))
+    if quant.get("speedup_vs_fp32"):
+        speed = ", ".join(f"{key.replace('_', ' ')} {ratio:.2f}x" for key, ratio in quant["speedup_vs_fp32"].items())
+        instructions = ", ".join(quant.get("cpu", {}).get("int8_dot_product", [])) or "none"
+        rows.append(("int8 speedup", f"{speed} vs fp32 on this CPU (int8 dot-product instructions: {instructions})"))
+    for warning in quant.get("warnings", []):
+        rows.append(("WARNING", warning))
+    if card.custom_ops:
+        rows.append(("custom ops", f"{card.custom_ops['library']} ({', '.join(card.custom_ops['ops'])})"))
     rows.append(("optimization", str((card.optimization or {}).get("level", "disabled"))))
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)

@@ -17,6 +17,10 @@ wrapped function returns.
 * **custom op handlers** for TensorFlow ops tf2onnx 1.17 lacks: ``Erfc`` (Keras's exact ``gelu``)
   becomes ``1 - Erf(x)``. (``Erf`` is exact in float32 where gelu needs it: ``erfc`` of a large
   argument underflows to 0 both ways.)
+* **a** :class:`Conversion` says what else runs: more handlers and extra opsets (raw-text models:
+  ``ai.onnx.contrib``, :mod:`modelfn_export.text_ops`), transforms of the frozen GraphDef before tf2onnx
+  sees it (:mod:`modelfn_export.nested` inlines nested function calls) and patches active while it runs.
+  The export pipeline's steps build it (:mod:`modelfn_export.pipeline.conversion`).
 
 tf2onnx runs with ``continue_on_error=True``: an op it cannot convert is logged and left in the
 graph. :func:`convert` collects those (from its log and from a scan of the graph for ops ONNX does
@@ -31,6 +35,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
@@ -64,7 +71,7 @@ class _Capture(logging.Handler):
         self.records.append(record)
 
 
-def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
+def convert(loaded: Any, opset: int = DEFAULT_OPSET, conversion: Conversion | None = None) -> Any:
     """Convert a :class:`~modelfn_export.sources.LoadedSource` to a checked ``onnx.ModelProto``.
 
     Raises:
@@ -72,6 +79,7 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
             model the ONNX checker rejects (exit 1).
     """
     check_opset(opset)
+    conversion = conversion or Conversion()
     import onnx
     import tf2onnx
 
@@ -84,11 +92,14 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
         logger.setLevel(logging.ERROR)
     try:
         trackable = loaded.keep_alive[0] if loaded.keep_alive else None
-        model = _from_function(loaded.function, loaded.input_signature, opset, trackable)
+        if conversion.builder is not None:  # a model built from its config, not converted (keras-hub tokenizers)
+            model = conversion.builder(loaded, opset)
+        else:
+            model = _from_function(loaded.function, loaded.input_signature, opset, trackable, conversion)
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
-        _raise_unsupported(capture.records, None)
+        _raise_unsupported(capture.records, None, conversion)
         raise ExportError(
             f"tf2onnx {tf2onnx.__version__} failed to convert the model: {type(exc).__name__}: "
             f"{one_line(exc)[:300]}",
@@ -100,7 +111,7 @@ def convert(loaded: Any, opset: int = DEFAULT_OPSET) -> Any:
         logger.propagate = saved[0]
         logger.setLevel(saved[1])
 
-    _raise_unsupported(capture.records, model)
+    _raise_unsupported(capture.records, model, conversion)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001
@@ -128,8 +139,50 @@ def _erfc_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
 CUSTOM_OP_HANDLERS: dict[str, Any] = {"Erfc": (_erfc_handler, [])}
 """TensorFlow op -> ``(handler, args)`` for ops tf2onnx 1.17 cannot convert on its own."""
 
+GraphTransform = Callable[[Any, list[str], list[str]], Any]
+"""``(frozen GraphDef, input names, output names) -> GraphDef``, applied before tf2onnx converts it."""
 
-def _from_function(function: Any, input_signature: list[Any], opset: int, trackable: Any = None) -> Any:
+
+@dataclass(frozen=True)
+class Conversion:
+    """What tf2onnx runs with besides the source: handlers, extra opsets, GraphDef transforms, patches, fixes.
+
+    Example:
+        >>> Conversion().extended(extra_opsets=(("ai.onnx.contrib", 1),)).domains
+        ['ai.onnx.contrib']
+    """
+
+    handlers: Mapping[str, Any] = field(default_factory=lambda: dict(CUSTOM_OP_HANDLERS))
+    extra_opsets: tuple[tuple[str, int], ...] = ()
+    """``(domain, version)`` of custom-op domains the converted model may use."""
+    transforms: tuple[GraphTransform, ...] = ()
+    patches: tuple[Callable[[], AbstractContextManager[Any]], ...] = ()
+    """Context managers entered while tf2onnx runs (fixes of tf2onnx itself)."""
+    fixes: Mapping[str, str] = field(default_factory=dict)
+    """Op -> the fix a refusal naming that op gives (ahead of the built-in ones)."""
+    builder: Callable[[Any, int], Any] | None = None
+    """``(loaded source, opset) -> ModelProto`` instead of tf2onnx, for a source built from its config."""
+
+    @property
+    def domains(self) -> list[str]:
+        return [domain for domain, _ in self.extra_opsets]
+
+    def extended(self, *, handlers: Mapping[str, Any] | None = None, extra_opsets: tuple[tuple[str, int], ...] = (),
+                 transforms: tuple[GraphTransform, ...] = (), patches: tuple[Callable[[], Any], ...] = (),
+                 fixes: Mapping[str, str] | None = None, builder: Callable[[Any, int], Any] | None = None) -> Conversion:
+        """A copy with more handlers, opsets, transforms, patches and fixes (and a builder, when given)."""
+        return replace(
+            self,
+            handlers={**self.handlers, **(handlers or {})},
+            extra_opsets=(*self.extra_opsets, *(o for o in extra_opsets if o not in self.extra_opsets)),
+            transforms=(*self.transforms, *transforms),
+            patches=(*self.patches, *patches),
+            fixes={**self.fixes, **(fixes or {})},
+            builder=builder or self.builder,
+        )
+
+
+def _from_function(function: Any, input_signature: list[Any], opset: int, trackable: Any, conversion: Conversion) -> Any:
     """``tf2onnx.convert.from_function`` without captured tensors as graph inputs, plus our handlers.
 
     With ``trackable`` (the Keras model or loaded SavedModel behind ``function``) freezing goes
@@ -152,30 +205,38 @@ def _from_function(function: Any, input_signature: list[Any], opset: int, tracka
     tf_level = tf_logger.level
     tf_logger.setLevel(logging.ERROR)  # "Issue encountered when serializing table_initializer" is noise
     try:
-        return _freeze_and_convert(concrete, input_names, output_names, renames, opset, trackable)
+        model = _freeze_and_convert(concrete, input_names, output_names, renames, opset, trackable, conversion)
     finally:
         tf_logger.setLevel(tf_level)
+    _fill_output_shapes(model, concrete, renames)
+    return model
 
 
 def _freeze_and_convert(
-    concrete: Any, input_names: list[str], output_names: list[str], renames: dict[str, str], opset: int, trackable: Any
+    concrete: Any, input_names: list[str], output_names: list[str], renames: dict[str, str], opset: int, trackable: Any,
+    conversion: Conversion,
 ) -> Any:
     import tensorflow as tf
-    from tf2onnx import tf_loader
+    from tf2onnx import tf_loader, utils
     from tf2onnx.convert import _convert_common
 
-    with tf.device("/cpu:0"):
+    with tf.device("/cpu:0"), ExitStack() as patches:
         tables = None
         if trackable is not None:
             frozen, tables = tf_loader.from_trackable(trackable, concrete, input_names, output_names, False)
         else:
             frozen = tf_loader.from_function(concrete, input_names, output_names)
+        for transform in conversion.transforms:
+            frozen = transform(frozen, input_names, output_names)
+        for patch in conversion.patches:
+            patches.enter_context(patch())
         model, _ = _convert_common(
             frozen,
             name=concrete.name,
             continue_on_error=True,
             opset=opset,
-            custom_op_handlers=dict(CUSTOM_OP_HANDLERS),
+            custom_op_handlers=dict(conversion.handlers),
+            extra_opset=[utils.make_opsetid(domain, version) for domain, version in conversion.extra_opsets],
             input_names=input_names,
             output_names=output_names,
             tensors_to_rename=renames,
@@ -184,16 +245,33 @@ def _freeze_and_convert(
     return model
 
 
-def unsupported_nodes(model: Any) -> list[tuple[str, str]]:
-    """``(op_type, node name)`` of nodes whose op no ONNX domain in the model defines."""
+def _fill_output_shapes(model: Any, concrete: Any, renames: dict[str, str]) -> None:
+    """Graph outputs tf2onnx wrote without a shape (unknown rank after a custom handler, e.g. a bincount) get
+    TensorFlow's static shape: the ONNX checker rejects an output type without a shape field."""
+    tf_shapes = {renames.get(t.name, t.name): t.shape for t in concrete.outputs}
+    for output in model.graph.output:
+        tensor_type = output.type.tensor_type
+        if tensor_type.HasField("shape") or output.name not in tf_shapes or tf_shapes[output.name].rank is None:
+            continue
+        for i, dim in enumerate(tf_shapes[output.name].as_list()):
+            if dim is None:
+                tensor_type.shape.dim.add().dim_param = f"{output.name}_dim{i}"
+            else:
+                tensor_type.shape.dim.add().dim_value = dim
+
+
+def unsupported_nodes(model: Any, custom_domains: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """``(op_type, node name)`` of nodes whose op no ONNX domain in the model defines (``custom_domains``:
+    domains a registered custom-op library defines, e.g. ``ai.onnx.contrib``)."""
     import onnx
 
     found: list[tuple[str, str]] = []
+    known = _STANDARD_DOMAINS | set(custom_domains)
 
     def scan(graph: Any) -> None:
         for node in graph.node:
             domain = node.domain or ""
-            if domain not in _STANDARD_DOMAINS or (
+            if domain not in known or (
                 domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type)
             ):
                 found.append((node.op_type, node.name))
@@ -207,7 +285,7 @@ def unsupported_nodes(model: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _raise_unsupported(records: list[logging.LogRecord], model: Any) -> None:
+def _raise_unsupported(records: list[logging.LogRecord], model: Any, conversion: Conversion) -> None:
     import tf2onnx
 
     ops: dict[str, str] = {}
@@ -221,15 +299,16 @@ def _raise_unsupported(records: list[logging.LogRecord], model: Any) -> None:
             node = message.split("'")[1] if "'" in message else "?"
             failed.setdefault(node, one_line(record.exc_info[1]) if record.exc_info else "")
     if model is not None:
-        for op, node in unsupported_nodes(model):
+        for op, node in unsupported_nodes(model, conversion.domains):
             ops.setdefault(op, node)
     version = ".".join(tf2onnx.__version__.split(".")[:2])
     if ops:
         names = ", ".join(f"'{op}'" for op in ops)
         nodes = ", ".join(ops.values())
         plural = "s" if len(ops) > 1 else ""
+        fixes = {**_OP_FIXES, **conversion.fixes}
         fix = next(
-            (_OP_FIXES[op] for op in ops if op in _OP_FIXES),
+            (fixes[op] for op in ops if op in fixes),
             "replace the layer that uses it (e.g. a tf.py_function/tf.numpy_function or custom op) "
             "or implement it with supported TensorFlow ops",
         )

@@ -38,6 +38,10 @@ def optimize(src: str | os.PathLike[str], dst: str | os.PathLike[str], level: Op
     import onnx
     import onnxruntime as ort
 
+    from modelfn_runtime.custom_ops import library_path
+
+    from .parity import custom_library
+
     if level == "disabled":
         onnx.save(onnx.load(os.fspath(src)), os.fspath(dst))
         return level
@@ -49,6 +53,9 @@ def optimize(src: str | os.PathLike[str], dst: str | os.PathLike[str], level: Op
     options.log_severity_level = 3
     options.graph_optimization_level = levels[level]
     options.optimized_model_filepath = os.fspath(dst)
+    library = custom_library(src)
+    if library is not None:  # loading (and optimizing) runs none of its ops: no need for a TensorFlow-free process
+        options.register_custom_ops_library(library_path(library))
     ort.InferenceSession(os.fspath(src), options, providers=["CPUExecutionProvider"])
     model = onnx.load(os.fspath(dst))
     strip_unused_opsets(model)

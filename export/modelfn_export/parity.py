@@ -4,8 +4,10 @@ Samples are either the user's (``.npy`` for a single-input model, ``.npz`` keyed
 generated from the signature: batch sizes 1 and 32, seeded RNG (seed 0); floats uniform in
 ``[0, 1)``, or in the range a ``Rescaling``/``Normalization`` layer right after the input expects
 (``[0, 255]`` for ``Rescaling(1/255)``, ``mean ± 2·std`` for an adapted ``Normalization``); integers uniform in ``[0, input_dim)`` when the input feeds a Keras ``Embedding``
-(``[0, 10)`` otherwise, ``[0, 256)`` for uint8); booleans fair coin flips; dynamic non-batch
-dimensions get size 8.
+(``[0, 10)`` otherwise, ``[0, 256)`` for uint8); booleans fair coin flips; strings, for an input that goes
+straight into a ``TextVectorization``/``StringLookup``/keras-hub tokenizer, text made of its vocabulary
+(:func:`generated_text`); dynamic non-batch dimensions get size 8. A model with custom ops (raw text) runs on
+ONNX Runtime in a TensorFlow-free child process (:mod:`modelfn_export.isolated`).
 
 An output passes when every element satisfies ``|onnx - tf| <= atol + rtol * |tf|``
 (``numpy.allclose`` semantics, NaN equal to NaN). Reported figures per output and overall:
@@ -43,6 +45,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,8 @@ def generate_samples(
                 batch[spec.name] = rng.integers(low, high, size=shape).astype(dtype)
             elif dtype.kind == "b":
                 batch[spec.name] = rng.random(shape) < 0.5
+            elif dtype.kind in "OSU" and getattr(spec, "vocabulary", None):
+                batch[spec.name] = generated_text(rng, spec.vocabulary, shape)
             else:
                 what = "string" if dtype.kind in "OSU" else str(dtype)
                 raise ExportError(
@@ -97,6 +102,27 @@ def generate_samples(
                 )
         batches.append(batch)
     return batches
+
+
+TEXT_NOISE = ("", "  ", "!", ",", "?", "unseenword", "ÉTÉ")
+"""Mixed into generated text: empty and whitespace-only strings, punctuation, out-of-vocabulary words."""
+
+
+def generated_text(rng: np.random.Generator, vocabulary: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+    """Strings of 0–12 space-separated words drawn from ``vocabulary`` (some capitalised, some with punctuation
+    and out-of-vocabulary words), so a raw-text model's tokens and outputs vary from row to row.
+
+    Example:
+        >>> generated_text(np.random.default_rng(0), ["fox", "dog"], (2, 1)).shape
+        (2, 1)
+    """
+    words = list(vocabulary)
+    texts = []
+    for _ in range(int(np.prod(shape))):
+        picked = [words[i] if rng.random() < 0.85 else TEXT_NOISE[rng.integers(len(TEXT_NOISE))]
+                  for i in rng.integers(len(words), size=rng.integers(0, 13))]
+        texts.append(" ".join(w.capitalize() if rng.random() < 0.2 else w for w in picked))
+    return np.array(texts, dtype=object).reshape(shape)
 
 
 def load_samples(path: str | os.PathLike[str], inputs: Sequence[Any]) -> list[Batch]:
@@ -202,12 +228,33 @@ def _cast(array: np.ndarray, spec: Any, file: str) -> np.ndarray:
 # --- running -------------------------------------------------------------------------------------
 
 
+def custom_library(path: str | os.PathLike[str]) -> str | None:
+    """The custom-op library the ONNX model at ``path`` needs (read off its opset imports), or ``None``."""
+    stat = os.stat(path)
+    return _custom_library(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _custom_library(path: str, mtime_ns: int, size: int) -> str | None:
+    import onnx
+
+    from modelfn_runtime.custom_ops import DOMAINS
+
+    model = onnx.load(path, load_external_data=False)
+    return next((DOMAINS[op.domain] for op in model.opset_import if op.domain in DOMAINS), None)
+
+
 def onnx_session(path: str | os.PathLike[str]) -> Any:
-    """An ONNX Runtime CPU session with ORT's warnings off."""
+    """An ONNX Runtime CPU session with ORT's warnings off (and the custom-op library the model needs)."""
     import onnxruntime as ort
+
+    from modelfn_runtime.custom_ops import library_path
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    library = custom_library(path)
+    if library is not None:
+        options.register_custom_ops_library(library_path(library))
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -221,6 +268,7 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
 
     try:
         session = onnx_session(path)
+        library = custom_library(path)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"ONNX Runtime {ort.__version__} cannot load the converted model: {type(exc).__name__}: "
@@ -230,7 +278,6 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
         ) from None
     names = [o.name for o in session.get_outputs()]
     expected = {i.name for i in session.get_inputs()}
-    results = []
     for batch in batches:
         if set(batch) != expected:
             raise ExportError(
@@ -238,15 +285,32 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[Batch]) -> list[Bat
                 "this is a bug in modelfn export; please report it",
                 exit_code=FAILED,
             )
+    if library is not None:  # custom ops (raw text): run where TensorFlow's RE2 cannot interfere
+        return _run_isolated(path, batches, library)
+    results = []
+    for batch in batches:
         try:
             results.append(dict(zip(names, session.run(names, batch))))
         except Exception as exc:  # noqa: BLE001
-            raise ExportError(
-                f"ONNX Runtime failed to run the model: {type(exc).__name__}: {one_line(exc)[:300]}",
-                "try another --opset or replace the layer named in the message with standard ops",
-                exit_code=FAILED,
-            ) from None
+            raise _run_failed(exc) from None
     return results
+
+
+def _run_failed(exc: BaseException) -> ExportError:
+    return ExportError(
+        f"ONNX Runtime failed to run the model: {type(exc).__name__}: {one_line(exc)[:300]}",
+        "try another --opset or replace the layer named in the message with standard ops",
+        exit_code=FAILED,
+    )
+
+
+def _run_isolated(path: str | os.PathLike[str], batches: Sequence[Batch], library: str) -> list[Batch]:
+    from .isolated import run_isolated
+
+    try:
+        return run_isolated(path, batches, library)
+    except Exception as exc:  # noqa: BLE001
+        raise _run_failed(exc) from None
 
 
 def run_reference(loaded: Any, batches: Sequence[Batch]) -> list[Batch]:

@@ -25,7 +25,9 @@ when quantizing. Like parity, the agreement is only evidence when the fp32 outpu
 input; the card records ``informative`` (see :mod:`modelfn_export.parity`).
 
 The card also gets size and speed figures: ``fp32_bytes``/``bytes`` and the median latency of
-single-row and full-batch runs of both models on ONNX Runtime's CPU provider (:func:`latency`).
+single-row and full-batch runs of both models on ONNX Runtime's CPU provider (:func:`latency`), the
+speedup of int8 over fp32 (:func:`speedups`), this CPU's int8 instructions (:mod:`modelfn_export.cpu`) and
+``warnings`` when int8 is slower than fp32 or was kept below the agreement threshold.
 
 Example:
     >>> quantize_dynamic_int8("fp32.onnx", "int8.onnx", "work/")   # doctest: +SKIP
@@ -54,6 +56,7 @@ ALIASES = {"dynamic": "int8", "static": "int8-static"}
 """Accepted alternative names -> the canonical mode recorded in the card."""
 WEIGHT_TYPE = "QInt8"
 LATENCY_RUNS = 5
+LATENCY_ROUNDS = 3
 CRITERION = (
     "min over outputs of: top-1 agreement (classifier outputs), 1 - max|q-fp32|/max|fp32| "
     "(other float outputs), fraction equal (integer/bool outputs)"
@@ -160,28 +163,50 @@ def quantize_static_int8(
               "export with --quantize int8 (dynamic) or --quantize none")
 
 
-def latency(path: str | os.PathLike[str], batches: Sequence[Batch], runs: int = LATENCY_RUNS) -> dict[str, float]:
-    """Median wall-clock milliseconds of ONNX Runtime (CPU) on one row and on the largest batch.
+def latency(paths: dict[str, str | os.PathLike[str]], batches: Sequence[Batch], runs: int = LATENCY_RUNS,
+            rounds: int = LATENCY_ROUNDS) -> dict[str, dict[str, float]]:
+    """Median wall-clock milliseconds of each model on one row and on the largest batch, ``{label: {"batch_1_ms": ..}}``.
 
-    Indicative only (one machine, ``runs`` runs after a warm-up); the benchmarks measure properly.
+    The models run as a deployed function runs them (:func:`modelfn_runtime.providers.session_options`: all
+    graph optimizations, one intra-op thread: Lambda's 1,769 MB vCPU) and interleaved (``rounds`` rounds of
+    ``runs`` runs each after a warm-up), so load on a shared machine falls on both alike. Indicative (one
+    machine); the benchmarks measure properly.
     """
     import time
 
-    from .parity import onnx_session
+    import onnxruntime as ort
 
-    session = onnx_session(path)
+    from modelfn_runtime import custom_ops, providers
+
+    from .parity import custom_library
+
+    sessions = {}
+    for label, path in paths.items():
+        options = providers.session_options(1)
+        library = custom_library(path)
+        if library is not None:
+            options.register_custom_ops_library(custom_ops.library_path(library))
+        sessions[label] = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
     largest = max(batches, key=_rows)
-    single = {k: v[:1] for k, v in largest.items()}
-    figures: dict[str, float] = {}
-    for label, feeds in (("batch_1_ms", single), (f"batch_{_rows(largest)}_ms", largest)):
-        session.run(None, feeds)
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
+    figures: dict[str, dict[str, float]] = {label: {} for label in paths}
+    for key, feeds in (("batch_1_ms", {k: v[:1] for k, v in largest.items()}), (f"batch_{_rows(largest)}_ms", largest)):
+        times: dict[str, list[float]] = {label: [] for label in paths}
+        for session in sessions.values():
             session.run(None, feeds)
-            times.append((time.perf_counter() - started) * 1000)
-        figures[label] = float(np.median(times))
+        for _ in range(rounds):
+            for label, session in sessions.items():
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    session.run(None, feeds)
+                    times[label].append((time.perf_counter() - started) * 1000)
+        for label in paths:
+            figures[label][key] = float(np.median(times[label]))
     return figures
+
+
+def speedups(fp32: dict[str, float], int8: dict[str, float]) -> dict[str, float]:
+    """``fp32 ms / int8 ms`` per figure (> 1: int8 is faster), ``{"batch_1": 1.8, "batch_32": 2.1}``."""
+    return {key.removesuffix("_ms"): round(fp32[key] / int8[key], 3) for key in fp32 if key in int8 and int8[key] > 0}
 
 
 class _Quiet:
@@ -285,6 +310,7 @@ def card_entry(
     informative: bool | None = None,
     latency_ms: dict[str, dict[str, float]] | None = None,
     calibration_rows: int | None = None,
+    speed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card's ``quantization`` object for an int8 artifact (``mode`` ``int8`` or ``int8-static``)."""
     entry: dict[str, Any] = {
@@ -313,4 +339,6 @@ def card_entry(
         entry["informative"] = bool(informative)
     if latency_ms is not None:
         entry["latency_ms"] = latency_ms
+    if speed is not None:
+        entry.update(speed)
     return entry

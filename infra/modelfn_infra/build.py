@@ -52,8 +52,8 @@ UNZIPPED_LIMIT = 250 * MB
 
 FORBIDDEN = ("tensorflow", "tensorflow_cpu", "tf2onnx", "onnx", "keras", "tensorboard", "tf_keras")
 """Export-time packages that never belong in a deployed artifact (import names and distribution names)."""
-MODEL_ONLY = ("onnxruntime", "numpy")
-"""What only model functions need; the catch-all function must carry neither."""
+MODEL_ONLY = ("onnxruntime", "onnxruntime_extensions", "numpy")
+"""What only model functions need; the catch-all function must carry none of them."""
 @dataclass
 class Artifact:
     """One directory that becomes one Lambda .zip (function code or a layer)."""

@@ -5,8 +5,10 @@ Two flavours, chosen by the catalog entry's accelerator (``image_flavor``):
 =========  ================  ==========  ================================================================
 flavour    Dockerfile        Python      /opt/python
 =========  ================  ==========  ================================================================
-``none``   ``Dockerfile``    3.12        onnxruntime + numpy (``layers/onnxruntime/``), as the Zip layer
-``gpu``    ``Dockerfile.gpu``  3.13      onnxruntime-gpu + numpy (``layers/onnxruntime-gpu/``) and, in
+``none``   ``Dockerfile``    3.12        onnxruntime, onnxruntime-extensions + numpy
+                                         (``layers/onnxruntime/``), as the Zip layer
+``gpu``    ``Dockerfile.gpu``  3.13      onnxruntime-gpu, onnxruntime-extensions + numpy
+                                         (``layers/onnxruntime-gpu/``) and, in
                                          their own image layer, the CUDA 13 + cuDNN 9 runtime libraries
                                          of PyPI's ``nvidia-*`` wheels (``cuda-requirements.txt``),
                                          preloaded when the runtime imports onnxruntime (``cuda.py``)

@@ -22,6 +22,7 @@ def check_version_dir(directory: Path) -> Any:
     import onnxruntime as ort
     from jsonschema import Draft202012Validator
 
+    from modelfn_runtime import custom_ops
     from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE, SCHEMA_PATH, ModelCard
     from modelfn_runtime.tensors import NUMPY_DTYPES, ORT_TYPES
 
@@ -37,7 +38,9 @@ def check_version_dir(directory: Path) -> Any:
     assert card.version == directory.name and card.name == directory.parent.name
     assert card.created.endswith("Z")
 
-    session = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    custom_ops.register(options, card)  # the library the card names, as ModelSession does
+    session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
 
     def signature(args: Any) -> list[tuple[str, str, list[int]]]:
         return [(a.name, ORT_TYPES[a.type], [d if isinstance(d, int) else -1 for d in a.shape]) for a in args]

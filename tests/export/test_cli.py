@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -104,6 +105,8 @@ def test_export_success(digits: dict[str, Any], tmp_path: Path) -> None:
     assert table["parity"].startswith("max abs diff ")
     assert table["quantization"].startswith("int8 QInt8: agreement ")
     assert "top-1 agreement" in result.stdout
+    assert "int8 vs fp32 on this CPU (" in result.stderr  # the measured speedup is reported, and summarised
+    assert re.search(r"^int8 speedup +batch 1 \d+\.\d\dx, batch \d+ \d+\.\d\dx vs fp32 on this CPU", result.stdout, re.M)
     card = check_version_dir(tmp_path / "store" / "digits" / "1")
     assert json.loads((tmp_path / "store" / "digits" / "1" / "modelcard.json").read_text())["quantization"]["mode"] == "int8"  # dynamic is the alias
     assert card.parity["samples"] == "x_test.npy"

@@ -71,9 +71,14 @@ def test_npz_samples_for_multi_input(tmp_path: Path) -> None:
     assert card.parity["samples"] == "two.npz" and card.parity["batch_sizes"] == [5]
 
 
-def test_text_vectorization_names_the_ops_and_the_fix(tmp_path: Path) -> None:
+def test_without_the_text_step_text_vectorization_names_the_ops_and_the_fix(tmp_path: Path) -> None:
+    """tf2onnx alone cannot convert TextVectorization's string ops (the ``text-ops`` step maps them to
+    ai.onnx.contrib: tests/export/test_text.py); the refusal names them and the fix."""
     import keras
     import numpy as np
+
+    from modelfn_export.options import ExportOptions
+    from modelfn_export.pipeline import EXPORT_PIPELINE, run_pipeline
 
     vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
     vectorize.adapt(["red green blue", "cyan magenta", "yellow black red"])
@@ -81,17 +86,22 @@ def test_text_vectorization_names_the_ops_and_the_fix(tmp_path: Path) -> None:
     x = keras.layers.Flatten()(keras.layers.Embedding(21, 4)(vectorize(text)))
     model = keras.Model(text, keras.layers.Dense(2, name="y")(x))
     np.save(tmp_path / "text.npy", np.array([["red green"], ["blue cyan"]]))
+    options = ExportOptions("text", out=tmp_path / "store", samples=tmp_path / "text.npy")
     with pytest.raises(ExportError) as info:
-        export_model(model, "text", out=tmp_path / "store", samples=tmp_path / "text.npy")
+        run_pipeline(model, options, pipeline=EXPORT_PIPELINE.without("text-ops"))
     message = str(info.value)
     assert "'StringSplitV2'" in message and "no ONNX conversion in tf2onnx 1.17" in message
     assert "run the text preprocessing (e.g. TextVectorization's standardize/split) before the model" in message
     assert not (tmp_path / "store").exists()
 
 
-def test_string_inputs_need_samples(tmp_path: Path) -> None:
-    from .zoo import string_lookup
+def test_string_inputs_without_a_vocabulary_need_samples(tmp_path: Path) -> None:
+    """Generated text needs the vocabulary of a layer right after the input; behind another layer there is none."""
+    import keras
 
-    entry = string_lookup(tmp_path)
+    vocabulary = ["red", "green", "blue"]
+    text = keras.Input((1,), dtype="string", name="text")
+    ids = keras.layers.StringLookup(vocabulary=vocabulary)(keras.layers.Identity()(text))
+    model = keras.Model(text, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(4, 4)(ids))))
     with pytest.raises(ExportError, match=r"cannot generate meaningful samples for string input 'text' — pass --samples"):
-        export_model(entry.source, "text", out=tmp_path / "store")
+        export_model(model, "text", out=tmp_path / "store")

@@ -22,6 +22,12 @@ def test_digits_mlp_quantized(digits_quantized_export: tuple[Any, Path], digits_
     assert quant["informative"] is True and card.parity["informative"] is True
     assert set(quant["latency_ms"]) == {"fp32", "int8"}
     assert all(v > 0 for figures in quant["latency_ms"].values() for v in figures.values())
+    # the measured speedup, the CPU it was measured on, and a warning exactly when int8 is slower
+    fp32_ms, int8_ms = quant["latency_ms"]["fp32"], quant["latency_ms"]["int8"]
+    assert quant["speedup_vs_fp32"] == {k.removesuffix("_ms"): round(fp32_ms[k] / int8_ms[k], 3) for k in fp32_ms}
+    assert set(quant["cpu"]) == {"model", "machine", "int8_dot_product"}
+    slower = any(ratio < 1 for ratio in quant["speedup_vs_fp32"].values())
+    assert any("int8 is slower than fp32" in w for w in quant["warnings"]) is slower
     assert quant["top1_agreement_with_fp32"] >= quant["threshold"] == 0.98
     assert 0 < quant["max_abs_diff_vs_fp32"] < 0.2
     assert quant["forced"] is False
@@ -53,6 +59,7 @@ def test_forced_quantization_is_written_and_recorded(tmp_path: Path) -> None:
     check_version_dir(tmp_path / "tie" / "1")
     assert card.quantization["forced"] is True
     assert card.quantization["top1_agreement_with_fp32"] < 0.9
+    assert any("kept because of --force-quantized" in w for w in card.quantization["warnings"])
     assert store_is_clean(tmp_path)
 
 
@@ -109,3 +116,32 @@ def test_quantizing_leaves_the_current_directory_alone(tmp_path: Path, monkeypat
     assert card.quantization["mode"] == "int8"
     assert sorted(p.name for p in cwd.iterdir()) == ["store"]
     assert store_is_clean(cwd / "store")
+
+
+@pytest.mark.parametrize(
+    ("fp32_ms", "int8_ms", "cpu", "warned"),
+    [
+        ({"batch_1_ms": 0.23, "batch_32_ms": 165.8}, {"batch_1_ms": 0.46, "batch_32_ms": 157.2}, [], True),
+        ({"batch_1_ms": 0.4, "batch_32_ms": 12.0}, {"batch_1_ms": 0.2, "batch_32_ms": 5.0}, ["avx512_vnni"], False),
+    ],
+)
+def test_the_speed_step_warns_when_int8_is_slower(fp32_ms, int8_ms, cpu, warned, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zoo's mobilenet-v2 row (0.23 vs 0.46 ms) is the first case: a warning naming the CPU's int8 instructions."""
+    from modelfn_export.options import ExportOptions
+    from modelfn_export.pipeline import finish
+    from modelfn_export.pipeline.values import Latency, Quantized
+    from modelfn_export.progress import Steps
+    from modelfn_export.quantize import QuantReport
+
+    monkeypatch.setattr(finish, "int8_features", lambda: {"model": "test cpu", "machine": "x86_64", "int8_dot_product": cpu})
+    notes: list[str] = []
+    report = QuantReport({"logits": 0.99}, 0.99, 0.1, None, 128, True)
+    verdict = finish.judge_speed(Latency(fp32_ms, int8_ms), Quantized(Path("q.onnx"), "int8", report),
+                                 ExportOptions("m", quantize="int8"), Steps(notes.append))
+    assert verdict.speedup == {"batch_1": round(fp32_ms["batch_1_ms"] / int8_ms["batch_1_ms"], 3),
+                               "batch_32": round(fp32_ms["batch_32_ms"] / int8_ms["batch_32_ms"], 3)}
+    assert bool(verdict.warnings) is warned
+    assert any(n.startswith("int8 vs fp32 on this CPU (test cpu; int8 dot-product instructions: ") for n in notes)
+    if warned:
+        assert "batch 1 0.50x" in verdict.warnings[0] and "instructions: none" in verdict.warnings[0]
+        assert any(n.startswith("WARNING: int8 is slower than fp32") for n in notes)

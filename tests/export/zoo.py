@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,10 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+REPO = Path(__file__).resolve().parents[2]
+KERAS_HUB = REPO / ".venv" / "khub"
+"""Where ``make install`` puts keras-hub (``pip install --no-deps --target``, infra/keras-hub-requirements.txt):
+its tensorflow-text requires ``tensorflow``, which would install a second TensorFlow over tensorflow-cpu."""
 SEED = 0
 IMAGE = 64
 CLASSES = 10
@@ -235,6 +240,159 @@ def string_lookup(tmp: Path) -> ZooModel:
     return ZooModel(keras.Model(text, logits, name="strings"), "string input (StringLookup)", options={"samples": samples}, strings=True)
 
 
+def grouped_conv(tmp: Path) -> ZooModel:
+    """A ResNeXt-style block: ``Conv2D(groups=8)`` (cardinality) + BatchNorm + residual. Keras runs grouped convs
+    through an XLA-compiled nested function, which the ``nested-functions`` step inlines."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same")(keras.layers.Rescaling(1 / 255)(inputs))
+    for _ in range(2):
+        y = keras.layers.Conv2D(64, 1)(x)
+        y = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(64, 3, padding="same", groups=8)(y)))
+        x = keras.layers.Add()([x, keras.layers.Conv2D(32, 1)(y)])
+    logits = keras.layers.Dense(CLASSES, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    model = calibrate_batchnorm(keras.Model(inputs, logits, name="resnext_block"), (16, 16, 3), 0, 255)
+    return ZooModel(model, "grouped convolutions (ResNeXt block: nested XLA function inlined)")
+
+
+CONVNEXT_IMAGE = 32
+LAYER_SCALE = 0.5
+"""ConvNeXt's LayerScale starts at 1e-6, so with random weights the blocks (where the grouped 7x7 convs are)
+barely touch the output and parity would not test them; 0.5 makes every block count."""
+
+
+def convnext_tiny(tmp: Path) -> ZooModel:
+    import keras
+
+    _seed()
+    model = keras.applications.ConvNeXtTiny(
+        weights=None, input_shape=(CONVNEXT_IMAGE, CONVNEXT_IMAGE, 3), classes=CLASSES, classifier_activation=None
+    )
+    for layer in model._flatten_layers():
+        if type(layer).__name__ == "LayerScale":
+            layer.gamma.assign(np.full(layer.gamma.shape, LAYER_SCALE, np.float32))
+    return ZooModel(model, f"keras.applications ConvNeXtTiny at {CONVNEXT_IMAGE}x{CONVNEXT_IMAGE} (grouped convs in nested functions, LayerScale)")
+
+
+TEXT_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello, world! Hello again, world.",
+    "Serverless models are cheap when idle",
+    "ONNX Runtime runs the model on a CPU",
+    "café naïve résumé: unicode words",
+    "deploy the model, serve the model, bill per request",
+    "state-of-the-art isn't always what you need",
+    "Tokens, tokens, tokens!",
+]
+TEXT_EDGE = ["", "   ", "!!! ???", "HELLO World", "東京 は 🙂", "a\tb\nc  d", "unknownword the", " ".join(["model"] * 20)]
+
+
+def build_text_classifier(**vectorize: Any) -> Any:
+    """``text`` [B, 1] -> TextVectorization(int, default standardize/split) -> Embedding -> pooling, and a TF-IDF
+    bigram bag of the same text -> Dense ``logits``; ``tokens`` is the int layer's own output."""
+    import keras
+
+    _seed()
+    ids = keras.layers.TextVectorization(max_tokens=60, output_sequence_length=8, name="ids", **vectorize)
+    bag = keras.layers.TextVectorization(max_tokens=80, output_mode="tf_idf", ngrams=2, name="bag")
+    ids.adapt(TEXT_CORPUS)
+    bag.adapt(TEXT_CORPUS)
+    text = keras.Input((1,), dtype="string", name="text")
+    tokens = ids(text)
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(ids.vocabulary_size(), 8)(tokens))
+    bag_of_words = keras.layers.Reshape((bag.vocabulary_size(),))(bag(text))  # Keras infers [B, 1, V]; it is [B, V]
+    logits = keras.layers.Dense(3, name="logits")(keras.layers.Concatenate()([pooled, bag_of_words]))
+    return keras.Model(text, {"tokens": keras.layers.Identity(name="tokens")(tokens), "logits": logits}, name="text")
+
+
+def text_classifier(tmp: Path) -> ZooModel:
+    """Raw text in: TextVectorization inside the model (ai.onnx.contrib ops of onnxruntime-extensions)."""
+    samples = tmp / "text.npy"
+    np.save(samples, np.array([[s] for s in TEXT_CORPUS + TEXT_EDGE], dtype=str))
+    return ZooModel(build_text_classifier(), "raw text: TextVectorization (int + TF-IDF bigrams), onnxruntime-extensions",
+                    options={"samples": samples}, strings=True)
+
+
+def import_keras_hub() -> Any:
+    """keras_hub from ``.venv/khub`` (or ``MODELFN_KERAS_HUB``); a test skips without it, except in CI (fails)."""
+    import pytest
+
+    path = os.environ.get("MODELFN_KERAS_HUB", str(KERAS_HUB))
+    if os.path.isdir(path) and path not in sys.path:
+        sys.path.append(path)  # appended: it never shadows the venv's own packages
+    try:
+        import keras_hub
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"keras-hub is not installed ({exc}): `make install` puts it in .venv/khub")
+    return keras_hub
+
+
+HUB_CONFIG = dict(vocabulary_size=300, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=32)
+"""Tiny keras-hub backbones, built locally from their config with random weights (nothing downloaded)."""
+
+
+def _token_samples(tmp: Path, names: list[str], rows: int = 32, length: int = 16) -> Path:
+    """Realistic feeds: token ids then padding (mask ones then zeros), two segments for BERT."""
+    rng = np.random.default_rng(SEED)
+    lengths = rng.integers(1, length + 1, size=rows)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
+    feeds = {"token_ids": (rng.integers(1, HUB_CONFIG["vocabulary_size"], size=(rows, length)) * mask).astype(np.int32),
+             "padding_mask": mask}
+    if "segment_ids" in names:
+        split = rng.integers(0, length + 1, size=rows)
+        feeds["segment_ids"] = ((np.arange(length)[None, :] >= split[:, None]) * mask).astype(np.int32)
+    path = tmp / "tokens.npz"
+    np.savez(path, **feeds)
+    return path
+
+
+def bert_backbone(tmp: Path) -> ZooModel:
+    keras_hub = import_keras_hub()
+    _seed()
+    model = keras_hub.models.BertBackbone(**HUB_CONFIG)
+    return ZooModel(model, "keras-hub BertBackbone (encoder; dict int inputs, dynamic sequence length)",
+                    options={"samples": _token_samples(tmp, [t.name for t in model.inputs])})
+
+
+def gpt2_backbone(tmp: Path) -> ZooModel:
+    keras_hub = import_keras_hub()
+    _seed()
+    model = keras_hub.models.GPT2Backbone(**HUB_CONFIG)
+    return ZooModel(model, "keras-hub GPT2Backbone (causal decoder; dict int inputs, dynamic sequence length)",
+                    options={"samples": _token_samples(tmp, [t.name for t in model.inputs])})
+
+
+WORDPIECE_VOCABULARY = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jump", "##s", "##ed", "##ing", "over",
+    "lazy", "dog", ".", ",", "!", "?", "'", "-", "hello", "world", "model", "serve", "un", "##believ", "##able", "caf",
+    "##é", "é", "東", "京", "is", "big", "a", "an", "and", "it", "##x", "state", "of", "art",
+]
+WORDPIECE_TEXT = [
+    "The quick brown fox jumped over the lazy dog.", "hello, world! unbelievable", "café CAFÉ", "", "   ", "東京 is big",
+    "state-of-the-art", "jumpx quickly", "it's a dog's model", " ".join(["fox"] * 20), "HELLO\tWorld\nagain",
+]
+"""Text with punctuation, case, accents, CJK, out-of-vocabulary words and pieces, empty and over-long rows (not
+``"Straße"``: keras-hub case-folds it to ``strasse``, the graph lowers it to ``straße``; see tokenizers.py)."""
+
+
+def wordpiece_tokenizer(tmp: Path) -> ZooModel:
+    """``text -> keras_hub WordPieceTokenizer`` (local vocabulary, lowercase): built as an extensions graph."""
+    import keras
+
+    keras_hub = import_keras_hub()
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=WORDPIECE_VOCABULARY, sequence_length=12, lowercase=True)
+    text = keras.Input((), dtype="string", name="text")
+    samples = tmp / "text.npy"
+    np.save(samples, np.array(WORDPIECE_TEXT, dtype=str))
+    return ZooModel(keras.Model(text, {"token_ids": tokenizer(text)}, name="wordpiece"),
+                    "keras-hub WordPieceTokenizer (raw text -> token ids, onnxruntime-extensions graph)",
+                    options={"samples": samples}, strings=True)
+
+
 ZOO: dict[str, Callable[[Path], ZooModel]] = {
     "mobilenet-v2": mobilenet_v2,
     "resnet50": resnet50,
@@ -248,6 +406,12 @@ ZOO: dict[str, Callable[[Path], ZooModel]] = {
     "tf-module": tf_module,
     "mixed-float16": mixed_float16,
     "string-lookup": string_lookup,
+    "text-classifier": text_classifier,
+    "grouped-conv": grouped_conv,
+    "convnext-tiny": convnext_tiny,
+    "bert-backbone": bert_backbone,
+    "gpt2-backbone": gpt2_backbone,
+    "wordpiece-tokenizer": wordpiece_tokenizer,
 }
-SLOW = {"resnet50", "densenet121", "efficientnet-b0", "mobilenet-v2"}
+SLOW = {"resnet50", "densenet121", "efficientnet-b0", "mobilenet-v2", "convnext-tiny"}
 """Entries that take more than a few seconds to convert (marked ``slow``)."""

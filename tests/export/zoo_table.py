@@ -35,8 +35,9 @@ def _size(size: int) -> str:
 
 
 QUANT_HEADER = (
-    "| model | quantization | agreement with fp32 | top-1 agreement | size vs fp32 | fp32 ms (1 row / batch) | int8 ms (1 row / batch) | forced |\n"
-    "|---|---|---:|---:|---:|---:|---:|---|"
+    "| model | quantization | agreement with fp32 | top-1 agreement | size vs fp32 | fp32 ms (1 row / batch) | int8 ms (1 row / batch) "
+    "| int8 speedup (1 row / batch) | forced |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
@@ -47,9 +48,10 @@ def render_quantized(rows: list[dict[str, Any]]) -> str:
     for name, row in latest.items():
         top1 = row.get("top1_agreement")
         fp32, int8 = (" / ".join(f"{v:.2f}" for v in row["latency_ms"][key].values()) for key in ("fp32", "int8"))
+        speedup = " / ".join(f"{v:.2f}x" for v in row.get("speedup", {}).values()) or "n/a"
         lines.append(
             f"| {name.split(' (')[0]} | {row['quantization']} | {row['agreement']:.3f} | "
-            f"{'n/a' if top1 is None else f'{top1:.3f}'} | {row['size_ratio']:.2f} | {fp32} | {int8} | "
+            f"{'n/a' if top1 is None else f'{top1:.3f}'} | {row['size_ratio']:.2f} | {fp32} | {int8} | {speedup} | "
             f"{'yes' if row['forced'] else 'no'} |"
         )
     return "\n".join(lines)

@@ -19,7 +19,7 @@ LAYERS = [
                     "tokens"}),
     ("types", {"envelope"}),
     ("contract", {"validation", "limits", "tensors", "interfaces"}),
-    ("model", {"session", "providers", "cuda", "artifacts", "cards"}),
+    ("model", {"session", "providers", "cuda", "custom_ops", "artifacts", "cards"}),
     ("protocols", {"protocols.*", "openapi", "openapi_schemas", "playground", "readiness", "encoding"}),
     ("service", {"service", "metering", "payloads"}),
     ("jobs", {"jobs.*"}),

@@ -2,7 +2,9 @@
 (tritonclient's own encoder/decoder), and TF Serving with ``{"b64": ...}``.
 
 The model is hand-built with onnx.helper: ``text`` (BYTES, [-1, 2]) -> ``echo`` and ``echo_bytes``
-(Identity each). ``tests/export/test_zoo.py`` covers an exported StringLookup model.
+(Identity each). ``tests/export/test_zoo.py`` covers an exported StringLookup model and a raw-text
+(TextVectorization) model. A model with ``ai.onnx.contrib`` ops is served when its card names
+onnxruntime-extensions: the session registers the library (``modelfn_runtime.custom_ops``).
 """
 
 from __future__ import annotations
@@ -108,3 +110,53 @@ def test_no_repr_of_bytes_reaches_the_model(strings_service: InferenceService) -
     result = strings_service.model.run({"text": np.array([[b"hello", b"x"]], dtype=object)})
     assert result["echo"].tolist() == [[b"hello", b"x"]]  # not "b'hello'"
 
+
+
+CUSTOM_OPS = {"library": "onnxruntime-extensions", "domain": "ai.onnx.contrib", "ops": ["StringConcat"]}
+
+
+@pytest.fixture(scope="module")
+def contrib_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``text`` -> ai.onnx.contrib StringConcat(text, "!") -> ``shout``: runs only with onnxruntime-extensions."""
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["text"], ["shape"]), helper.make_node("Expand", ["bang", "shape"], ["bangs"]),
+         helper.make_node("StringConcat", ["text", "bangs"], ["shout"], domain="ai.onnx.contrib")],
+        "contrib",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch", 1])],
+        [helper.make_tensor_value_info("shout", TensorProto.STRING, ["batch", 1])],
+        initializer=[helper.make_tensor("bang", TensorProto.STRING, [1], [b"!"])],
+    )
+    return _write(tmp_path_factory.mktemp("store") / "contrib" / "1", graph, "contrib", "1",
+                  [TensorSpec("text", "BYTES", [-1, 1])], [TensorSpec("shout", "BYTES", [-1, 1])], custom_ops=CUSTOM_OPS)
+
+
+def test_a_card_naming_the_extensions_gets_them_registered(contrib_dir) -> None:
+    service = InferenceService(ModelSession.load(contrib_dir, preference="cpu"), meter=RecordingMeter())
+    response = service.handle(post("/v2/models/contrib/infer", {"inputs": [
+        {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": ["hello", "wörld"]}]}))
+    assert response.status == 200, response.body
+    assert body_json(response)["outputs"][0]["data"] == ["hello!", "wörld!"]
+    instances = [[{"b64": base64.b64encode("日本".encode()).decode()}]]
+    response = service.handle(post("/v1/models/contrib:predict", {"instances": instances}))
+    assert response.status == 200 and body_json(response)["predictions"] == [["日本!"]]
+
+
+def test_the_library_is_found_without_importing_its_package() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from modelfn_runtime.custom_ops import library_path; path = library_path(); "
+            "assert 'onnxruntime_extensions' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules); print(path)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(".so")
+
+
+def test_a_missing_library_is_a_load_error_naming_the_fix(contrib_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelfn_runtime import custom_ops
+    from modelfn_runtime.artifacts import ModelLoadError
+
+    monkeypatch.setattr(custom_ops, "_found", {})
+    monkeypatch.setattr(custom_ops.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelLoadError, match="onnxruntime-extensions.*not installed.*ONNX Runtime layer"):
+        ModelSession.load(contrib_dir, preference="cpu")

@@ -73,8 +73,10 @@ def write_digits_like_model(directory: Path, name: str = "digits", version: str 
     return _write(directory, graph, name, version, [TensorSpec("pixels", "FP32", [-1, 64])], [TensorSpec("probs", "FP32", [-1, 10])])
 
 
-def _write(directory: Path, graph, name: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+def _write(directory: Path, graph, name: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
+           *, custom_ops: dict | None = None) -> Path:
+    extra = [helper.make_opsetid(custom_ops["domain"], 1)] if custom_ops else []
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), *extra])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     directory.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,7 @@ def _write(directory: Path, graph, name: str, version: str, inputs: list[TensorS
                 "rtol": 0.0, "atol": 0.0, "top1_agreement": 1.0, "passed": True},
         source={"kind": "python", "location": "tests/runtime/toy_model.py", "description": "hand-built ONNX graph"},
         quantization={"mode": "none"},
+        custom_ops=custom_ops,
     )
     card.write(directory / "modelcard.json")
     return directory

@@ -7,7 +7,14 @@ step               does                                                         
 ``import``         TensorFlow (quietly), Keras, ONNX, tf2onnx                            ``Toolchain``
 ``load``           the source as a flat-signature ``tf.function``                        ``LoadedSource``
 ``stage``          the version, a staging directory in the store (removed on failure)    ``Workspace``
+``conversion``     how tf2onnx runs: modelfn's op handlers                               ``Conversion``
+``nested-          inline function calls left in the frozen graph (ConvNeXt's XLA        ``Conversion``
+functions``        grouped convs)
+``text-ops``       raw-text models: string ops as ``ai.onnx.contrib`` ops, or a refusal  ``Conversion``
+``keras-hub-       a keras-hub WordPieceTokenizer: its graph built from its config       ``Conversion``
+tokenizer``
 ``convert``        tf2onnx, ``onnx.checker``                                             ``Converted``
+``custom-ops``     the custom-op library the model needs (onnxruntime-extensions)        ``CustomOps``
 ``samples``        ``--samples``, or generated from the signature                        ``Samples``
 ``parity``         TensorFlow vs ONNX Runtime on the samples                             ``Parity``
 ``parity-gate``    refuse a model that does not reproduce TensorFlow
@@ -16,7 +23,8 @@ step               does                                                         
 ``fp32``           the optimized model if it passed, else the converted one              ``Fp32Model``
 ``quantize``       int8 (dynamic or static QDQ), agreement measured; only when asked     ``Quantized``
 ``agreement``      refuse non-finite or below-threshold int8 (unless forced)
-``latency``        fp32 and int8 latencies                                               ``Latency``
+``latency``        fp32 and int8 latencies, interleaved, one thread as served            ``Latency``
+``speed``          int8's speedup over fp32 on this CPU; warnings when slower or forced  ``Int8Verdict``
 ``quantization``   the card's quantization object                                        ``Quantization``
 ``artifact``       ``model.onnx`` in the staging directory, the card's parity object     ``FinalArtifact``
 ``card``           ``modelcard.json``, validated against the schema                      ``ModelCard``
@@ -58,7 +66,7 @@ from modelfn_runtime.modelcard import ModelCard
 from ..errors import ExportError
 from ..options import ExportOptions
 from ..progress import ProgressFn, Steps
-from . import finish, prepare, verify
+from . import conversion, finish, prepare, verify
 from .runner import Pipeline, PipelineError, Step
 from .values import SourceInput
 
@@ -67,7 +75,12 @@ EXPORT_STEPS: tuple[Step, ...] = (
     Step("import", prepare.import_tools),
     Step("load", prepare.load_model),
     Step("stage", prepare.open_workspace),
+    Step("conversion", conversion.plan_conversion),
+    Step("nested-functions", conversion.inline_functions),
+    Step("text-ops", conversion.text_conversion),
+    Step("keras-hub-tokenizer", conversion.keras_hub_tokenizer),
     Step("convert", verify.convert_model),
+    Step("custom-ops", conversion.record_custom_ops),
     Step("samples", verify.read_samples),
     Step("parity", verify.check_parity),
     Step("parity-gate", verify.require_parity),
@@ -77,6 +90,7 @@ EXPORT_STEPS: tuple[Step, ...] = (
     Step("quantize", finish.quantize_model),
     Step("agreement", finish.require_agreement),
     Step("latency", finish.measure_latency),
+    Step("speed", finish.judge_speed),
     Step("quantization", finish.record_quantization),
     Step("artifact", finish.place_artifact),
     Step("card", finish.write_card),

@@ -18,13 +18,26 @@ from pathlib import Path
 from modelfn_runtime.modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard
 
 from .. import card as cards
+from ..cpu import int8_features
 from ..errors import FAILED, ExportError
 from ..options import ExportOptions
 from ..parity import Batch, run_onnx
 from ..progress import Steps
-from ..quantize import card_entry, latency, measure, quantize_dynamic_int8, quantize_static_int8
+from ..quantize import card_entry, latency, measure, quantize_dynamic_int8, quantize_static_int8, speedups
 from ..sources import LoadedSource
-from .values import EvidenceCheck, FinalArtifact, Fp32Model, Latency, Quantization, Quantized, Samples, Stored, Workspace
+from .values import (
+    CustomOps,
+    EvidenceCheck,
+    FinalArtifact,
+    Fp32Model,
+    Int8Verdict,
+    Latency,
+    Quantization,
+    Quantized,
+    Samples,
+    Stored,
+    Workspace,
+)
 
 Quantizer = Callable[[Path, Path, Path, list[Batch]], None]
 """``(fp32 model, int8 model to write, scratch directory, samples)``."""
@@ -73,14 +86,42 @@ def require_agreement(quantized: Quantized, evidence: EvidenceCheck, options: Ex
     )
 
 
-def measure_latency(fp32: Fp32Model, quantized: Quantized, samples: Samples) -> Latency:
-    """Indicative single-row and full-batch latencies of both models (:func:`modelfn_export.quantize.latency`)."""
-    return Latency(fp32=latency(fp32.path, samples.batches), int8=latency(quantized.path, samples.batches))
+def measure_latency(fp32: Fp32Model, quantized: Quantized, samples: Samples, progress: Steps) -> Latency:
+    """Single-row and full-batch latencies of both models, interleaved (:func:`modelfn_export.quantize.latency`)."""
+    with progress.step("measuring int8 and fp32 latency (one thread, as served)"):
+        figures = latency({"fp32": fp32.path, "int8": quantized.path}, samples.batches)
+    return Latency(fp32=figures["fp32"], int8=figures["int8"])
+
+
+def judge_speed(speed: Latency, quantized: Quantized, options: ExportOptions, progress: Steps) -> Int8Verdict:
+    """Report int8's measured speedup over fp32 on this CPU; warn (and the card records it) when int8 is slower
+    or was kept below the agreement threshold."""
+    cpu = int8_features()
+    ratios = speedups(speed.fp32, speed.int8)
+    instructions = ", ".join(cpu["int8_dot_product"]) or "none"
+    progress.note(f"int8 vs fp32 on this CPU ({cpu['model']}; int8 dot-product instructions: {instructions}): " + ", ".join(
+        f"{key.replace('_', ' ')} {speed.fp32[key + '_ms']:.3g} -> {speed.int8[key + '_ms']:.3g} ms ({ratio:.2f}x)"
+        for key, ratio in ratios.items()))
+    warnings = []
+    slower = [f"{key.replace('_', ' ')} {ratio:.2f}x" for key, ratio in ratios.items() if ratio < 1]
+    if slower:
+        warnings.append(
+            f"int8 is slower than fp32 on this CPU ({', '.join(slower)}; int8 dot-product instructions: {instructions}): "
+            "int8 pays on CPUs with VNNI/AMX (x86) or dot product (Arm, Graviton2 and later); measure on the deployed "
+            "function (modelfn bench) or export with --quantize none"
+        )
+    report, threshold = quantized.report, options.quantize_threshold
+    if report.agreement < threshold:
+        warnings.append(f"int8 agrees with fp32 only {report.agreement:.3f} on output '{report.worst()}' "
+                        f"(threshold {threshold:g}), kept because of --force-quantized")
+    for warning in warnings:
+        progress.note(f"WARNING: {warning}")
+    return Int8Verdict(speedup=ratios, cpu=cpu, warnings=warnings)
 
 
 def record_quantization(
     quantized: Quantized, fp32: Fp32Model, evidence: EvidenceCheck, samples: Samples, options: ExportOptions,
-    speed: Latency | None,
+    speed: Latency | None, verdict: Int8Verdict | None,
 ) -> Quantization:
     """The card's ``quantization`` object for the int8 artifact."""
     report, threshold = quantized.report, options.quantize_threshold
@@ -94,6 +135,7 @@ def record_quantization(
         informative=evidence.informative,
         latency_ms=None if speed is None else {"fp32": speed.fp32, "int8": speed.int8},
         calibration_rows=samples.rows if quantized.mode == "int8-static" else None,
+        speed=None if verdict is None else {"speedup_vs_fp32": verdict.speedup, "cpu": verdict.cpu, "warnings": verdict.warnings},
     ))
 
 
@@ -116,7 +158,9 @@ def place_artifact(
     return FinalArtifact(final, parity, entry, fp32.optimization)
 
 
-def write_card(final: FinalArtifact, loaded: LoadedSource, options: ExportOptions, workspace: Workspace) -> ModelCard:
+def write_card(
+    final: FinalArtifact, loaded: LoadedSource, options: ExportOptions, workspace: Workspace, custom: CustomOps | None
+) -> ModelCard:
     """Build the card from the final artifact, validate it against the schema, write it to the workspace."""
     card = cards.build_card(
         name=options.name,
@@ -127,6 +171,7 @@ def write_card(final: FinalArtifact, loaded: LoadedSource, options: ExportOption
         quantization=final.quantization,
         optimization=final.optimization,
         description=options.description if options.description is not None else loaded.description,
+        custom_ops=custom.entry if custom is not None else None,
     )
     card.write(workspace.path / CARD_FILE)
     return card

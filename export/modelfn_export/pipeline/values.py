@@ -65,6 +65,14 @@ class Converted:
 
 
 @dataclass(frozen=True)
+class CustomOps:
+    """The custom-op library the converted model needs: the card's ``custom_ops`` (sessions register it)."""
+
+    entry: dict[str, Any]
+    """``{"library": ..., "version": ..., "domain": ..., "ops": [...]}``."""
+
+
+@dataclass(frozen=True)
 class Samples:
     """The parity (and calibration) samples, as batches of feeds keyed by input name."""
 
@@ -131,6 +139,16 @@ class Latency:
 
     fp32: dict[str, float]
     int8: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Int8Verdict:
+    """What int8 buys on this CPU: speedup over fp32 per figure, the CPU's int8 instructions, warnings."""
+
+    speedup: dict[str, float]
+    """``fp32 ms / int8 ms`` (``batch_1``, ``batch_<n>``): below 1, int8 is slower."""
+    cpu: dict[str, Any]
+    warnings: list[str]
 
 
 @dataclass(frozen=True)

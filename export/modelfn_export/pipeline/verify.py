@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import optimize as optimization
-from ..convert import convert
+from ..convert import Conversion, convert
 from ..errors import FAILED, ExportError
 from ..options import ExportOptions
 from ..parity import compare, generate_samples, load_samples, run_onnx, run_reference
@@ -24,12 +24,14 @@ from ..sources import LoadedSource
 from .values import Converted, EvidenceCheck, Fp32Model, Optimized, Parity, Samples, Workspace
 
 
-def convert_model(loaded: LoadedSource, options: ExportOptions, workspace: Workspace, progress: Steps) -> Converted:
-    """tf2onnx conversion (:func:`modelfn_export.convert.convert`), saved in the workspace."""
+def convert_model(
+    loaded: LoadedSource, options: ExportOptions, workspace: Workspace, progress: Steps, conversion: Conversion | None
+) -> Converted:
+    """tf2onnx conversion (:func:`modelfn_export.convert.convert`) as the ``conversion`` steps planned it, saved."""
     import onnx
 
     with progress.step(f"converting to ONNX (tf2onnx, opset {options.opset})"):
-        model = convert(loaded, options.opset)
+        model = convert(loaded, options.opset, conversion)
     path = workspace.work / "converted.onnx"
     onnx.save(model, path)
     return Converted(path)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ExportError, one_line
 from .outputs import count, trace_outputs
-from .ranges import embedding_ranges, preprocessing_ranges
+from .ranges import embedding_ranges, preprocessing_ranges, text_vocabularies
 from .types import DEFAULT_INT_RANGE, InputInfo, LoadedSource, SourceKind
 
 Pack = Callable[[tuple[Any, ...]], tuple[Any, ...]]
@@ -36,6 +36,7 @@ class KerasSignature:
     pack: Pack
     int_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
     float_ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    vocabularies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     output_names: list[str] = field(default_factory=list)
 
 
@@ -94,6 +95,7 @@ def functional_signature(model: Any) -> KerasSignature:
         pack,
         int_ranges=embedding_ranges(model, names),
         float_ranges=preprocessing_ranges(model, names),
+        vocabularies=text_vocabularies(model, names),
         output_names=[str(n) for n in getattr(model, "output_names", None) or []],
     )
 
@@ -109,7 +111,7 @@ def _input_specs(sig: KerasSignature) -> tuple[list[InputInfo], list[Any]]:
         int_range = None
         if np_dtype.kind in "iu":
             int_range = sig.int_ranges.get(name, (0, 256) if np_dtype == np.uint8 else DEFAULT_INT_RANGE)
-        infos.append(InputInfo(name, np_dtype, shape, int_range, sig.float_ranges.get(name)))
+        infos.append(InputInfo(name, np_dtype, shape, int_range, sig.float_ranges.get(name), sig.vocabularies.get(name)))
         specs.append(tf.TensorSpec(shape, dtype, name=name))
     return infos, specs
 

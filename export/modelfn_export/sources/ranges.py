@@ -44,6 +44,40 @@ def preprocessing_ranges(model: Any, input_names: list[str]) -> dict[str, tuple[
     return ranges
 
 
+def text_vocabularies(model: Any, input_names: list[str]) -> dict[str, tuple[str, ...]]:
+    """The vocabulary of the ``TextVectorization``/``StringLookup``/keras-hub tokenizer a string input goes straight
+    into (generated text is made of its words), without the mask, OOV, special (``[CLS]``) and suffix (``##s``) tokens."""
+    import keras
+
+    kinds = (keras.layers.TextVectorization, keras.layers.StringLookup)
+    found: dict[str, tuple[str, ...]] = {}
+    try:
+        for layer, name in _direct_consumers(model, input_names):
+            tokenizer = "keras_hub" in type(layer).__module__ and callable(getattr(layer, "get_vocabulary", None))
+            if (isinstance(layer, kinds) or tokenizer) and name not in found:
+                words = [str(w) for w in layer.get_vocabulary()]
+                words = [w for w in words if w and not (w.startswith("[") and w.endswith("]")) and not w.startswith("##")]
+                if words:
+                    found[name] = tuple(words)
+    except Exception:  # noqa: BLE001 - best effort: without a vocabulary, --samples is asked for
+        pass
+    return found
+
+
+def _direct_consumers(model: Any, input_names: list[str]) -> list[tuple[Any, str]]:
+    """``(layer, input name)`` for every layer that takes one of ``input_names`` straight from the model's inputs."""
+    import keras
+
+    pairs = []
+    for layer in getattr(model, "layers", []) or []:
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in getattr(node, "input_tensors", []):
+                op = getattr(getattr(tensor, "_keras_history", None), "operation", None)
+                if isinstance(op, keras.layers.InputLayer) and op.name in input_names:
+                    pairs.append((layer, op.name))
+    return pairs
+
+
 def _layer_range(layer: Any) -> tuple[Any, Any] | None:
     import keras
 

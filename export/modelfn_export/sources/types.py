@@ -39,6 +39,9 @@ class InputInfo:
     """For float inputs that feed a preprocessing layer: ``(low, high)`` (scalars or arrays that
     broadcast to the input's shape) so generated samples are what the layer expects; ``None`` for
     ``[0, 1)``."""
+    vocabulary: tuple[str, ...] | None = None
+    """For string inputs that go straight into ``TextVectorization``/``StringLookup``: the words generated
+    text is made of (``None``: no samples can be generated, ``--samples`` is needed)."""
 
 
 @dataclass

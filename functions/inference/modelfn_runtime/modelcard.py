@@ -67,6 +67,8 @@ class ModelCard:
     source: dict[str, Any]
     quantization: dict[str, Any] | None = None
     optimization: dict[str, Any] | None = None
+    custom_ops: dict[str, Any] | None = None
+    """The custom-op library the model needs (``library``, ``domain``, ``ops``; see ``custom_ops.py``), or None."""
     description: str = ""
     schema_version: str = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

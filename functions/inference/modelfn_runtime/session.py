@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from . import cuda, providers  # noqa: F401 - cuda: onnxruntime-gpu's CUDA libraries load at import
+from . import cuda, custom_ops, providers  # noqa: F401 - cuda: onnxruntime-gpu's CUDA libraries load at import
 from .artifacts import ModelLoadError
 from .digest import sha256_file
 from .modelcard import ARTIFACT_FILE, CARD_FILE, ModelCard
@@ -61,6 +61,7 @@ class ModelSession:
                 f"{model_path} has sha256 {digest} but its card records {card.artifact.sha256}; re-export or re-push the model"
             )
         options = providers.session_options(threads)
+        custom_ops.register(options, card)  # the library its card names (raw-text models: onnxruntime-extensions)
         names = providers.requested_providers(preference)
         session = ort.InferenceSession(str(model_path), options, providers=names, provider_options=providers.provider_options(names))
         model = cls(card, session, session.get_providers()[0], options.intra_op_num_threads, model_dir)
