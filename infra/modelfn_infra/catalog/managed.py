@@ -36,6 +36,7 @@ from typing import Any
 
 from modelfn_runtime import environment as names
 
+from ..capacity import FLEET_TAG  # the tag the provider puts on its instances; `modelfn bill --fleet` reads by it
 from ..images import image_flavor
 from . import ids
 from .events import DATA_BUCKET_NAME
@@ -44,9 +45,6 @@ from .schema import Catalog, ModelEntry
 
 SUBNETS = "ManagedSubnetIds"
 SECURITY_GROUPS = "ManagedSecurityGroupIds"
-FLEET_TAG = "modelfn:fleet"
-"""The tag the capacity provider propagates to its instances; ``modelfn bill --fleet`` reads instance time by it
-(``capacity.FLEET_TAG``)."""
 UTILIZATION_METRICS = {"gpu": "LambdaCapacityProviderAverageGPUUtilization", "none": "LambdaCapacityProviderAverageCPUUtilization"}
 LAMBDA_ASSUME = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
