@@ -199,34 +199,32 @@ def _queue_arns(source: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def wire_events(resources: dict[str, Any], entry: ModelEntry, source: dict[str, Any]) -> None:
-    """Each of the SAM function's events, as plain resources on the live alias."""
+    """Each of the SAM function's events, as plain resources on the live alias (its routes: ``api_definition``)."""
     alias = {"Ref": alias_id(entry)}  # an alias's Ref is its ARN
-    for name, event in source.get("Events", {}).items():
-        if event["Type"] == "Api":
-            continue  # in the API's body (api_definition)
+    events = source.get("Events", {})
+    for name, event in events.items():
+        properties = event["Properties"]
         if event["Type"] == "S3":
-            _add_inbox(resources, entry, name, alias, event["Properties"])
+            _add_inbox(resources, entry, name, alias, properties)
         elif event["Type"] == "SQS":
-            properties = event["Properties"]
             resources[entry.resource_id(name + "EventSource")] = {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
                 "EventSourceArn": properties["Queue"], "FunctionName": alias, "BatchSize": properties["BatchSize"],
                 "MaximumBatchingWindowInSeconds": properties["MaximumBatchingWindowInSeconds"],
                 "FunctionResponseTypes": properties["FunctionResponseTypes"],
             }}
-        else:
+        elif event["Type"] != "Api":
             raise ValueError(f"{entry.where}: no managed-capacity wiring for a {event['Type']} event; add it to {__name__}")
-    if source.get("Events", {}) and any(e["Type"] == "Api" for e in source["Events"].values()):
+    if any(event["Type"] == "Api" for event in events.values()):
         resources[entry.resource_id("ApiPermission")] = _permission(alias, "apigateway.amazonaws.com", {
             "Fn::Sub": f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{ids.API}}}/*"})
     invoke_config = source.get("EventInvokeConfig")
     if invoke_config:
-        resources[entry.resource_id("EventInvokeConfig")] = {"Type": "AWS::Lambda::EventInvokeConfig", "DependsOn": alias_id(entry),
-                                                            "Properties": {
-            "FunctionName": {"Ref": entry.logical_id}, "Qualifier": LIVE_ALIAS,
-            "MaximumRetryAttempts": invoke_config["MaximumRetryAttempts"],
-            "DestinationConfig": {outcome: {"Destination": target["Destination"]}
-                                  for outcome, target in invoke_config["DestinationConfig"].items()},
-        }}
+        destinations = {outcome: {"Destination": target["Destination"]} for outcome, target in invoke_config["DestinationConfig"].items()}
+        resources[entry.resource_id("EventInvokeConfig")] = {
+            "Type": "AWS::Lambda::EventInvokeConfig", "DependsOn": alias_id(entry), "Properties": {
+                "FunctionName": {"Ref": entry.logical_id}, "Qualifier": LIVE_ALIAS,
+                "MaximumRetryAttempts": invoke_config["MaximumRetryAttempts"], "DestinationConfig": destinations,
+            }}
 
 
 def api_definition(resources: dict[str, Any], managed: list[ModelEntry]) -> None:
