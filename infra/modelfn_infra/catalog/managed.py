@@ -40,7 +40,6 @@ from ..capacity import FLEET_TAG  # the tag the provider puts on its instances; 
 from ..images import image_flavor
 from . import ids
 from .events import DATA_BUCKET_NAME
-from .functions import HANDLER
 from .releases import IMAGE_CONTEXT, LIVE_ALIAS
 from .schema import Catalog, ModelEntry
 
@@ -135,8 +134,6 @@ def function_resources(entry: ModelEntry, serverless: dict[str, Any], function_g
         "Description": source["Description"],
         "PackageType": "Image",
         "Code": {"ImageUri": flavor.tag(entry.logical_id)},  # the local tag `modelfn build` gives the image
-        # the Dockerfiles' CMD, said again: `sam local` starts a plain function's image with the template's command
-        "ImageConfig": {"Command": [HANDLER]},
         "Architectures": [entry.architecture],
         "MemorySize": entry.memory_mb,
         "Timeout": entry.timeout_s,
