@@ -39,7 +39,7 @@ from modelfn_runtime import environment as names
 
 from .catalog import LAMBDA_RUNTIME, ids
 from .catalog.render import TemplateDumper
-from .images import IMAGE_LIMIT, ImageBuild, build_image, check_image, flavor_of
+from .images import FLAVORS, IMAGE_LIMIT, ImageBuild, build_image, check_image, flavor_of
 from .installs import REQUIREMENTS, BuildError, build_code, pip_install, platform_args, strip
 
 __all__ = ["BuildError", "BuildResult", "build", "check", "platform_args", "size_report"]
@@ -166,10 +166,12 @@ def build(
             log(f"building image {logical_id} ({architecture}, accelerator {flavor.accelerator}) with docker")
             image = build_image(logical_id, build_dir / logical_id, flavor, sources=sources, architecture=architecture,
                                 variables=variables, model_store=model_store, base_image=base_image, pip=pip,
-                                python_version=python_version if flavor.accelerator == "none" else None,
+                                python_version=python_version if flavor is FLAVORS["none"] else None,
                                 cuda_libraries=cuda_libraries)
             log(f"built {image.tag}: {image.size / 1000**3:.2f} GB in {image.seconds:.0f} s")
             _point_at_image(resource, image, build_dir / logical_id, variables)
+            if resource["Type"] == "AWS::Lambda::Function":
+                _republish(resources, logical_id, image)
             function.code = logical_id
             images[logical_id] = image
             artifacts[logical_id] = Artifact(logical_id, build_dir / logical_id, kind="image")
@@ -260,6 +262,10 @@ def size_report(result: BuildResult) -> str:
     return "\n".join(lines)
 
 
+BUILD_METADATA = ("Dockerfile", "DockerContext", "DockerTag", "DockerBuildArgs", "DockerBuildTarget")
+"""The image build keys of a function's ``Metadata`` (``sam build``'s), consumed by the build."""
+
+
 def _is_function(resource: dict[str, Any]) -> bool:
     """SAM functions, and plain Lambda functions that name an image to build (a GPU function may be rendered as
     ``AWS::Lambda::Function`` to carry ``AcceleratorConfig`` past SAM, which does not know it yet)."""
@@ -279,7 +285,24 @@ def _point_at_image(resource: dict[str, Any], image: ImageBuild, context: Path, 
     baked = context / "models" / str(variables.get(names.MODEL_NAME)) / str(variables.get(names.MODEL_VERSION))
     if baked.is_dir():  # the model travels inside the image: read it from there, not from S3
         variables[names.MODEL_URI] = baked.relative_to(context).as_posix()
-    resource.pop("Metadata", None)
+    metadata = {key: value for key, value in (resource.pop("Metadata", None) or {}).items() if key not in BUILD_METADATA}
+    if metadata:  # e.g. a GPU function's scoped cfn-lint exception stays with it
+        resource["Metadata"] = metadata
+
+
+def _republish(resources: dict[str, Any], logical_id: str, image: ImageBuild) -> None:
+    """A plain function's ``AWS::Lambda::Version`` takes a logical id of the built image's id, as SAM's
+    ``AutoPublishAlias`` does with the code's: a new image publishes a new version and the alias moves to it
+    (CloudFormation publishes a version only when that resource is new)."""
+    for version_id, version in list(resources.items()):
+        if version.get("Type") != "AWS::Lambda::Version" or version["Properties"].get("FunctionName") != {"Ref": logical_id}:
+            continue
+        renamed = f"{version_id}{image.image_id.removeprefix('sha256:')[:10]}"
+        resources[renamed] = resources.pop(version_id)
+        for resource in resources.values():
+            if resource.get("Type") == "AWS::Lambda::Alias" and resource["Properties"].get("FunctionVersion") == {
+                    "Fn::GetAtt": [version_id, "Version"]}:
+                resource["Properties"]["FunctionVersion"] = {"Fn::GetAtt": [renamed, "Version"]}
 
 
 def _measure(artifact: Artifact) -> None:

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ def add_model(catalog_path: str | Path, name: str, version: str | None = None, s
         updated = set_version(text, name, version)
     else:
         updated = _append_entry(text, name, version)
+    updated = _gpu_model_size(updated, raw, name, Path(store) / name / version / CARD_FILE)
     entry = _check(updated, name, version)
     if updated != text:
         path.write_text(updated)
@@ -97,6 +99,16 @@ def set_key(text: str, name: str, key: str, value: str) -> str:
             return "".join(lines)
     lines.insert(start + 1, " " * (indent + 2) + f"{key}: {value}\n")
     return "".join(lines)
+
+
+def _gpu_model_size(text: str, raw: list, name: str, card: Path) -> str:
+    """A GPU entry's ``model_size_mb`` follows the version it serves (the catalog estimates its GPU memory from it):
+    taken from the card's ``artifact.bytes`` when the store has the card."""
+    accelerated = any(isinstance(m, dict) and m.get("name") == name and m.get("accelerator") == "gpu" for m in raw)
+    if not accelerated or not card.is_file():
+        return text
+    size = (json.loads(card.read_text()).get("artifact") or {}).get("bytes")
+    return set_key(text, name, "model_size_mb", f"{size / 1e6:.1f}") if isinstance(size, int) and size > 0 else text
 
 
 def _append_entry(text: str, name: str, version: str) -> str:

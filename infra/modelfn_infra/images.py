@@ -7,6 +7,8 @@ flavour    Dockerfile        Python      /opt/python
 =========  ================  ==========  ================================================================
 ``none``   ``Dockerfile``    3.12        onnxruntime, onnxruntime-extensions + numpy
                                          (``layers/onnxruntime/``), as the Zip layer
+``managed`` ``Dockerfile``   3.13      the CPU set on the Python 3.13 base image: ``capacity: managed`` CPU
+                                         models (Lambda Managed Instances run Python >= 3.13)
 ``gpu``    ``Dockerfile.gpu``  3.13      onnxruntime-gpu, onnxruntime-extensions + numpy
                                          (``layers/onnxruntime-gpu/``) and, in
                                          their own image layer, the CUDA 13 + cuDNN 9 runtime libraries
@@ -62,25 +64,34 @@ class ImageFlavor:
     architectures: tuple[str, ...]
     cuda_requirements: str | None = None
     platforms: tuple[str, ...] | None = None
+    base_image: str | None = None
+    """The Dockerfile's ``BASE_IMAGE`` for this flavour when it is not the Dockerfile's default."""
+
+    @property
+    def docker_tag(self) -> str:
+        """``python3.12``, ``python3.13``, ``python3.13-gpu``: the template's ``Metadata.DockerTag``."""
+        return f"python{self.python_version}" + ("-gpu" if self.accelerator == "gpu" else "")
 
     def tag(self, logical_id: str) -> str:
-        suffix = "-gpu" if self.accelerator == "gpu" else ""
-        return f"{logical_id.lower()}:python{self.python_version}{suffix}"
+        return f"{logical_id.lower()}:{self.docker_tag}"
 
 
 FLAVORS = {
     "none": ImageFlavor("none", "Dockerfile", "layers/onnxruntime/", "3.12", ("x86_64", "arm64")),
+    "managed": ImageFlavor("none", "Dockerfile", "layers/onnxruntime/", "3.13", ("x86_64", "arm64"),
+                           base_image="public.ecr.aws/lambda/python:3.13"),
     "gpu": ImageFlavor("gpu", "Dockerfile.gpu", "layers/onnxruntime-gpu/", "3.13", ("x86_64",),
                        cuda_requirements="cuda-requirements.txt", platforms=GPU_PLATFORMS),
 }
-ACCELERATORS = tuple(FLAVORS)
+ACCELERATORS = ("none", "gpu")
 
 
-def image_flavor(accelerator: str | None = None, architecture: str = "x86_64") -> ImageFlavor:
-    """The flavour for a catalog entry's ``accelerator`` (default: none) on ``architecture``; errors name the fix."""
-    flavor = FLAVORS.get(accelerator or "none")
-    if flavor is None:
+def image_flavor(accelerator: str | None = None, architecture: str = "x86_64", *, managed: bool = False) -> ImageFlavor:
+    """The flavour for a catalog entry's ``accelerator`` (default: none) on ``architecture`` (``managed``: on Lambda
+    Managed Instances, Python 3.13); errors name the fix."""
+    if (accelerator or "none") not in ACCELERATORS:
         raise BuildError(f"accelerator {accelerator!r} is not one of {list(ACCELERATORS)}")
+    flavor = FLAVORS["managed" if managed and accelerator in (None, "none") else accelerator or "none"]
     if architecture not in flavor.architectures:
         raise BuildError(
             f"accelerator {flavor.accelerator!r} images run on {' or '.join(flavor.architectures)} only, not {architecture!r}: "
@@ -92,9 +103,13 @@ def image_flavor(accelerator: str | None = None, architecture: str = "x86_64") -
 def flavor_of(metadata: dict[str, Any] | None) -> ImageFlavor:
     """The flavour an Image function's build metadata names (``Metadata.Dockerfile``, as ``sam build`` reads it)."""
     dockerfile = (metadata or {}).get("Dockerfile", FLAVORS["none"].dockerfile)
-    for flavor in FLAVORS.values():
-        if Path(dockerfile).name == flavor.dockerfile:
+    tag = str((metadata or {}).get("DockerTag") or "")
+    candidates = [flavor for flavor in FLAVORS.values() if Path(dockerfile).name == flavor.dockerfile]
+    for flavor in candidates:  # one Dockerfile, two Pythons: the DockerTag tells them apart
+        if tag == flavor.docker_tag:
             return flavor
+    if candidates:
+        return candidates[0]
     raise BuildError(f"Metadata.Dockerfile {dockerfile!r} is not one of modelfn's {[f.dockerfile for f in FLAVORS.values()]}")
 
 
@@ -111,6 +126,8 @@ class ImageBuild:
     seconds: float = 0.0
     cuda_libraries: bool = False
     distributions: tuple[str, ...] = ()
+    image_id: str = ""
+    """Docker's id of the image (``sha256:...``)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"tag": self.tag, "accelerator": self.flavor.accelerator, "python": self.flavor.python_version,
@@ -139,6 +156,7 @@ def build_image(
         raise BuildError(f"{logical_id} has PackageType Image but no docker client is installed; "
                          "install Docker or set package_type: Zip in the catalog")
     python_version = python_version or flavor.python_version
+    base_image = base_image or flavor.base_image
     started = time.monotonic()
     requirements = sources / flavor.requirements
     pip_install(pip, requirements / "requirements.txt", context / "python", architecture, python_version, flavor.platforms)
@@ -160,7 +178,7 @@ def build_image(
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
         raise BuildError(f"docker build of {logical_id} failed:\n{tail}\n"
                          "is a Docker engine running (DOCKER_HOST) and the base image available locally?")
-    build.size = _image_size(docker, build.tag)
+    build.size, build.image_id = _image_size(docker, build.tag)
     build.seconds = time.monotonic() - started
     return build
 
@@ -205,8 +223,10 @@ def _copy_model(models: Path, variables: dict[str, Any], model_store: str | Path
         shutil.copytree(Path(model_store) / name / version, models / name / version)
 
 
-def _image_size(docker: str, tag: str) -> int:
-    result = subprocess.run([docker, "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True)
-    if result.returncode != 0 or not result.stdout.strip().isdigit():
+def _image_size(docker: str, tag: str) -> tuple[int, str]:
+    """The image's size (all layers, uncompressed) and its id."""
+    result = subprocess.run([docker, "image", "inspect", "--format", "{{.Size}} {{.Id}}", tag], capture_output=True, text=True)
+    size, _, image_id = result.stdout.strip().partition(" ")
+    if result.returncode != 0 or not size.isdigit():
         raise BuildError(f"docker image inspect {tag} failed: {result.stderr.strip()[-400:]}")
-    return int(result.stdout.strip())
+    return int(size), image_id

@@ -34,6 +34,10 @@ def packaged(template: dict[str, Any]) -> dict[str, Any]:
                 properties["ImageUri"] = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/modelfn:{name.lower()}"
             elif "CodeUri" in properties:
                 properties["CodeUri"] = f"s3://artifacts/{name}.zip"
+        elif resource["Type"] == "AWS::Lambda::Function" and properties.get("PackageType") == "Image":
+            properties["Code"] = {"ImageUri": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/modelfn:{name.lower()}"}
+            for key in ("Dockerfile", "DockerContext", "DockerTag", "DockerBuildArgs"):  # consumed by the build
+                (resource.get("Metadata") or {}).pop(key, None)
     return template
 
 

@@ -98,3 +98,16 @@ def test_export_prints_the_next_step(tmp_path):
     text = next_steps(card, "models")
     assert "modelfn catalog add digits --version 2" in text and "modelfn local start-api" in text and "--store" not in text
     assert "modelfn catalog add digits --version 2 --store elsewhere" in next_steps(card, "elsewhere")
+
+
+def test_a_gpu_entry_takes_the_new_versions_model_size_for_its_gpu_memory_check(tmp_path):
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("models:\n  - name: resnet\n    version: \"1\"\n    package_type: Image\n    snapstart: false\n"
+                       "    deployment: AllAtOnce\n    accelerator: gpu  # on a GPU\n    accelerator_memory_gib: 12\n"
+                       "    model_size_mb: 1.0\n")
+    store = store_with(tmp_path, "resnet", "2")
+    card = store / "resnet" / "2" / "modelcard.json"
+    card.write_text(json.dumps({"name": "resnet", "version": "2", "artifact": {"bytes": 102_400_000}}))
+    add_model(catalog, "resnet", store=store)
+    entry = Catalog.read(catalog).models[0]
+    assert (entry.version, entry.model_size_mb) == ("2", 102.4) and "# on a GPU" in catalog.read_text()

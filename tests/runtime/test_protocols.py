@@ -74,9 +74,10 @@ def test_model_metadata_and_readiness(service):
         "platform": "onnxruntime_onnx",
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}, {"name": "ids", "datatype": "INT64", "shape": [-1, 3]}],
         "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}, {"name": "total", "datatype": "FP32", "shape": [-1, 1]}],
+        "parameters": {"provider": "CPUExecutionProvider"},  # the provider the session really runs on
     }
     assert body_json(service.handle(get("/v2/models/toy/versions/1"))) == metadata
-    assert service.handle(get("/v2/models/toy/ready")).status == 200
+    assert body_json(service.handle(get("/v2/models/toy/ready"))) == {"name": "toy", "ready": True, "provider": "CPUExecutionProvider"}
     assert body_json(service.handle(get("/v2/health/live"))) == {"live": True}
     assert body_json(service.handle(get("/v2/health/ready"))) == {"ready": True}
     assert "binary_tensor_data" in body_json(service.handle(get("/v2")))["extensions"]

@@ -52,7 +52,7 @@ def test_without_model_functions_the_catch_all_is_ready(meter):
 
 def test_a_model_function_answers_the_probe(monkeypatch, service, meter):
     monkeypatch.setattr(handler, "SERVICE", service)
-    assert handler.lambda_handler({"modelfn": "ready"}, Context()) == {"ready": True}
+    assert handler.lambda_handler({"modelfn": "ready"}, Context()) == {"ready": True, "provider": "CPUExecutionProvider"}
     assert meter.records[-1].trigger == "probe" and meter.records[-1].operation == "model_ready"
     broken = InferenceService(None, served_models=["toy"], meter=meter, unavailable=Unavailable("toy", "1", "sha256 mismatch"))
     monkeypatch.setattr(handler, "SERVICE", broken)

@@ -7,6 +7,13 @@ at ``models/<MODEL_NAME>/<MODEL_VERSION>/``.
 A model downloaded from S3 is hashed once, right after the download; ``ModelFiles.sha256`` carries that digest to
 ``ModelSession.load``, which then compares it with the card instead of hashing the file again.
 
+The cache in /tmp is shared by every process of an execution environment (Lambda Managed Instances run each
+concurrent request of a Python function in its own process, all of them loading the same model at init): one
+process downloads while holding an exclusive ``fcntl.flock`` on the model directory's ``.lock``, into a temporary file
+of its own that ``os.replace`` puts in place only once verified; the others wait on the lock and then reuse the
+verified file (hashed against the card, never trusted blindly). A process killed mid-download leaves only its
+temporary file, removed by the next writer; its lock goes with it.
+
 Example:
     >>> locate("s3://models-bucket/models/digits/1/")        # doctest: +SKIP
     ModelFiles(directory=PosixPath('/tmp/modelfn/models-bucket/models/digits/1'), sha256='9f2c...')
@@ -14,8 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +34,7 @@ from . import environment as names
 from .aws import classify_s3_error
 from .digest import sha256_file
 from .modelcard import ARTIFACT_FILE, CARD_FILE
+from .observability import logger
 
 CACHE_ROOT = Path(os.environ.get(names.CACHE_DIR, "/tmp/modelfn"))
 
@@ -90,7 +102,8 @@ def cache_dir(bucket: str, prefix: str, root: Path | None = None) -> Path:
 
 def download_from_s3(uri: str) -> ModelFiles:
     """Copy the card and the artifact into /tmp once, verifying the artifact's sha256 against the card (the one hash of
-    a cold start: a copy cached in /tmp is hashed instead of downloaded again).
+    a cold start: a copy cached in /tmp, by this process or another of the environment, is hashed instead of
+    downloaded again).
 
     Every failure is a ``ModelLoadError`` whose message names the URI and the fix: a missing bucket or object,
     AccessDenied, an unreachable or hanging endpoint (bounded timeouts and retries), a card that is not JSON,
@@ -106,24 +119,50 @@ def download_from_s3(uri: str) -> ModelFiles:
     try:
         card_body = _get(s3, bucket, key)
         expected = _recorded_sha256(card_body, f"s3://{bucket}/{prefix}{CARD_FILE}")
-        model_path = target / ARTIFACT_FILE
-        if not (model_path.is_file() and sha256_file(model_path) == expected):  # not cached, or changed: download
-            partial = model_path.with_name(ARTIFACT_FILE + ".partial")
-            # download_file streams to disk in parallel parts: no second copy of the model in memory
-            key = prefix + ARTIFACT_FILE
-            s3.download_file(bucket, prefix + ARTIFACT_FILE, str(partial))
-            digest = sha256_file(partial)
-            if digest != expected:
-                partial.unlink()
-                raise ModelLoadError(
-                    f"s3://{bucket}/{prefix}{ARTIFACT_FILE} has sha256 {digest} but its card records {expected}; "
-                    "push the model again with `modelfn push`"
-                )
-            partial.replace(model_path)
+        key = prefix + ARTIFACT_FILE
+        with cache_lock(target):  # one writer per model directory; the environment's other processes wait here
+            model_path = target / ARTIFACT_FILE
+            if model_path.is_file() and sha256_file(model_path) == expected:
+                logger.info("model reused from the shared cache", uri=uri)
+            else:  # not cached, or changed: download
+                _download(s3, bucket, key, model_path, expected)
+                logger.info("model downloaded from S3", uri=uri, bytes=model_path.stat().st_size)
+            _write_atomically(target / CARD_FILE, card_body)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         raise ModelLoadError(_s3_failure(error, bucket, key)) from None
-    _write_atomically(target / CARD_FILE, card_body)
     return ModelFiles(target, expected)
+
+
+@contextlib.contextmanager
+def cache_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock on ``directory`` among processes (``flock``: released when its holder exits, however)."""
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _download(s3, bucket: str, key: str, model_path: Path, expected: str) -> None:
+    """Download into a temporary file of this process, verify it, then put it in place atomically (lock held)."""
+    for stale in model_path.parent.glob("*.partial"):  # a writer killed mid-download; no writer runs now
+        stale.unlink(missing_ok=True)
+    handle, name = tempfile.mkstemp(dir=model_path.parent, prefix=f"{ARTIFACT_FILE}.", suffix=".partial")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        # download_file streams to disk in parallel parts: no second copy of the model in memory
+        s3.download_file(bucket, key, str(partial))
+        digest = sha256_file(partial)
+        if digest != expected:
+            raise ModelLoadError(
+                f"s3://{bucket}/{key} has sha256 {digest} but its card records {expected}; "
+                "push the model again with `modelfn push`"
+            )
+        os.replace(partial, model_path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def s3_client():
@@ -170,7 +209,12 @@ def _get(s3, bucket: str, key: str) -> bytes:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, never half-written: a temporary file of this process, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as partial:
+            partial.write(data)
+        os.replace(name, path)
+    finally:
+        Path(name).unlink(missing_ok=True)

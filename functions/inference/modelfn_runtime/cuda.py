@@ -88,6 +88,7 @@ def preload() -> dict:
     report.update(cuda_driver=driver_cuda_version(), cuda_devices=cuda_device_count(),
                   preload_ms=round((time.perf_counter() - started) * 1000, 1))
     usable, message = _verdict(report)
+    report["verdict"] = message
     (logger.info if usable else logger.warning)(message, **report)
     return report
 

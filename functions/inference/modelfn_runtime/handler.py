@@ -59,9 +59,10 @@ def load_service() -> InferenceService:
             f"{files.directory} holds {model.card.name}/{model.card.version} but this function serves {name}/{version}; "
             "fix MODEL_URI or MODEL_NAME/MODEL_VERSION"
         )
+    model.warm_up()  # the first request does not pay kernel selection (cuDNN's algorithm search on CUDA)
     service = InferenceService(model, served_models=served, meter=EmfMeter(), limits=Limits.from_env(),
                                payload_log=PayloadLog.from_env())
-    logger.info("model loaded", load_ms=round((time.perf_counter() - started) * 1000, 1), **describe(service))
+    (logger.warning if model.fallback else logger.info)("model loaded", load_ms=round((time.perf_counter() - started) * 1000, 1), **describe(service))
     return service
 
 

@@ -187,7 +187,10 @@ def _model(card: ModelCard) -> tuple[dict[str, Any], dict[str, Any]]:
         "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}},
                        "name": {"const": card.name}, "ready": {"type": "boolean"}},
     }
-    ready = {"type": "object", "required": ["name", "ready"], "properties": {"name": {"const": name}, "ready": {"type": "boolean"}}}
+    ready = {"type": "object", "required": ["name", "ready"], "properties": {
+        "name": {"const": name}, "ready": {"type": "boolean"},
+        "provider": {"type": "string", "description": "the ONNX Runtime execution provider the model runs on"},
+        "fallback": {"type": "string", "description": "why a GPU image serves on the CPU here"}}}
     operations: dict[Route, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
         oip_routes.MODEL_METADATA: ("Model metadata from the card (OIP).",
                                _json_response("model metadata", ref["ModelMetadata"]), None),

@@ -295,7 +295,9 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
         "type": "object",
         "required": ["name", "versions", "platform", "inputs", "outputs"],
         "properties": {"name": {"const": card.name}, "versions": {"type": "array", "items": {"type": "string"}},
-                       "platform": {"type": "string"}, "inputs": tensors(card.inputs), "outputs": tensors(card.outputs)},
+                       "platform": {"type": "string"}, "inputs": tensors(card.inputs), "outputs": tensors(card.outputs),
+                       "parameters": {"type": "object", "required": ["provider"], "properties": {
+                           "provider": {"type": "string"}, "fallback": {"type": "string"}}}},
         "description": "inputs: " + ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in card.inputs)
         + "; outputs: " + ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in card.outputs),
     }

@@ -226,4 +226,8 @@ def describe(service: InferenceService) -> dict[str, Any]:
         if service.unavailable is not None:
             return {"model": service.unavailable.name, "version": service.unavailable.version, "ready": False}
         return {"model": None, "served_models": service.served_models}
-    return {"model": model.card.name, "version": model.card.version, "provider": model.provider, "threads": model.threads}
+    described = {"model": model.card.name, "version": model.card.version, "provider": model.provider, "threads": model.threads}
+    for key in ("warm_up_ms", "gpu_mem_limit", "fallback"):  # what a ModelSession adds (GPU images, managed capacity)
+        if getattr(model, key, None) is not None:
+            described[key] = getattr(model, key)
+    return described

@@ -17,12 +17,14 @@ One module per job, imported bottom-up (nothing imports a module above it):
     usage       API keys, usage plans, the usage table, and (through metering) the aggregator's wiring (billing)
     auth        the auth: section's mode: AWS_IAM, a Cognito or Lambda (JWT) authorizer, their gateway responses
     readiness   the catch-all's probe of the model functions
+    managed     Lambda Managed Instances (accelerator: gpu, capacity: managed): capacity provider, plain function,
+                version and live alias, each event wired to the alias
     render      the template from all of the above; dump, render, drift
 
 Adding a model key (e.g. ``accelerator: gpu``): one field on ``ModelEntry`` (``schema``), typed, with its default and
 ``setting(between=..., choices=...)``; rules that relate it to other keys in ``ModelEntry.validate``; one line in
 infra/catalog.yaml's comments (a test checks every key is documented). It is then a known, type-checked key. Its
-resources go in the module of their job, or in a new module (``accelerators``: capacity provider, ``AcceleratorConfig``)
+resources go in the module of their job, or in a new module (as ``managed``: capacity provider, ``AcceleratorConfig``)
 whose ``(template, catalog)`` step joins ``render.PASSES``.
 
 Adding a section (as ``auth:`` was): a record dataclass in ``schema`` (fields, ``where``, ``validate``: ``AuthSection``),

@@ -2,7 +2,7 @@
 
 ``render_template`` lays out the resources (the API, the functions, the event resources, the releases, the
 protection), then runs ``PASSES``: steps that each read the whole template and the catalog and add their part
-(readiness, usage, auth, package types). A new catalog section adds its module's pass here.
+(readiness, usage, auth, package types, managed capacity). A new catalog section adds its module's pass here.
 
 Example:
     >>> template = render_template(Catalog.read("infra/catalog.yaml"))    # doctest: +SKIP
@@ -21,6 +21,7 @@ import yaml
 
 from . import api, events, functions, ids, protection
 from .auth import add_auth
+from .managed import apply_managed_capacity
 from .readiness import wire_readiness
 from .releases import apply_package_types, release_resources
 from .schema import Catalog
@@ -34,7 +35,7 @@ DESCRIPTION = ("modelfn: one Lambda function per ONNX model behind API Gateway "
                "(Open Inference Protocol v2 and TensorFlow Serving REST).")
 
 Pass = Callable[[dict[str, Any], Catalog], object]
-PASSES: tuple[Pass, ...] = (wire_readiness, add_billing, add_auth, apply_package_types)
+PASSES: tuple[Pass, ...] = (wire_readiness, add_billing, add_auth, apply_package_types, apply_managed_capacity)
 """Steps over the laid-out template, in order: each may read and amend any resource."""
 
 

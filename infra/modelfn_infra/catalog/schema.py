@@ -20,6 +20,7 @@ from typing import ClassVar
 import yaml
 
 from modelfn_runtime.modelcard import NAME_PATTERN, VERSION_PATTERN
+from modelfn_runtime.providers import GIB, estimated_gpu_bytes
 from modelfn_runtime.validation import DEFAULT_MAX_BATCH_SIZE
 
 from .fields import CatalogError, check_fields, read_record, setting
@@ -43,6 +44,18 @@ QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 AUTH_MODES = ("api_key", "iam", "jwt")
 USER_POOL_ARN = re.compile(r"arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[\w-]+_[0-9A-Za-z]+")
 CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_:.-]{0,63}")
+ACCELERATORS = ("none", "gpu")
+CAPACITIES = ("lambda", "managed")
+"""``lambda``: Lambda's own per-request capacity; ``managed``: Lambda Managed Instances (a capacity provider of EC2
+instances in the account; ``accelerator: gpu`` always runs there)."""
+ACCELERATOR_MEMORY_GIB = (3, 6, 12, 16, 24, 48)
+"""``AcceleratorConfig.AcceleratorMemorySize``: GiB per GPU device, a minimum (CloudFormation, November 2026)."""
+MEMORY_GIB_PER_VCPU = (2, 4, 8)
+"""``CapacityProviderConfig.ExecutionEnvironmentMemoryGiBPerVCpu`` as AWS documents it."""
+GPU_DEVICE_MEMORY_GIB = {"g4dn": 16, "g5": 24, "g6": 24, "gr6": 24, "g6e": 48, "p4d": 40, "p4de": 80, "p5": 80, "p5e": 141}
+"""Memory of one GPU of each EC2 family (T4, A10G, L4, L4, L40S, A100 40/80 GB, H100, H200): what
+``accelerator_memory_gib`` must not exceed on every allowed instance type."""
+INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 NAME_RULE = f"name must match {NAME_PATTERN.pattern} (lower-case letters, digits, dashes)"
 
 
@@ -69,6 +82,16 @@ class ModelEntry:
     alarm_p99_ms: int = 1000
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     payload_log_rate: float = setting(0.0, between=(0, 1), note="(0, the default: never)")
+    accelerator: str = setting("none", choices=ACCELERATORS)
+    capacity: str = setting("lambda", choices=CAPACITIES, note="(accelerator: gpu runs on managed capacity)")
+    accelerator_memory_gib: int | None = None
+    instance_types: list[str] = setting(factory=list)
+    min_environments: int = setting(3, between=(0, 15000), note="(AWS keeps three for AZ resilience by default)")
+    max_environments: int = setting(6, between=(1, 15000))
+    environment_concurrency: int = setting(1, between=(1, 1600), note="(requests, each its own process, per environment)")
+    memory_gib_per_vcpu: int = 4
+    scaling_target_percent: float = setting(60.0, between=(1, 100), note="(GPU utilization for gpu, else CPU)")
+    model_size_mb: float | None = None
 
     @property
     def where(self) -> str:
@@ -104,6 +127,71 @@ class ModelEntry:
             raise CatalogError(f"{where}: alarm_p99_ms must be between 1 and timeout_s * 1000 ({self.timeout_s * 1000})")
         if self.max_batch_size < 1:
             raise CatalogError(f"{where}: max_batch_size must be a positive integer such as 64")
+        self._validate_capacity()
+
+    @property
+    def managed(self) -> bool:
+        """True when this model runs on Lambda Managed Instances (``capacity: managed`` or ``accelerator: gpu``)."""
+        return self.capacity == "managed" or self.accelerator == "gpu"
+
+    def _validate_capacity(self) -> None:
+        """The managed-instance keys: where they apply, and what AWS and the GPU's memory allow."""
+        where = self.where
+        if not isinstance(self.instance_types, list) or not all(isinstance(t, str) and INSTANCE_TYPE.fullmatch(t)
+                                                                 for t in self.instance_types):
+            raise CatalogError(f"{where}: instance_types must be a list of EC2 instance types such as [g6.xlarge, g6.2xlarge]")
+        if not self.managed:
+            stray = [key for key in ("accelerator_memory_gib", "model_size_mb") if getattr(self, key) is not None]
+            stray += ["instance_types"] if self.instance_types else []
+            if stray:
+                raise CatalogError(f"{where}: {', '.join(stray)} apply only to managed capacity; add accelerator: gpu "
+                                   "(or capacity: managed for CPU) or remove them")
+            return
+        why = "accelerator: gpu" if self.accelerator == "gpu" else "capacity: managed"
+        if self.package_type != "Image":
+            raise CatalogError(f"{where}: {why} runs container images only (Python 3.13 on Lambda Managed Instances); "
+                               "set package_type: Image and snapstart: false")
+        if self.deployment != "AllAtOnce":
+            raise CatalogError(f"{where}: {why} switches the live alias to each new version at once (no CodeDeploy "
+                               "traffic shifting on managed capacity here); set deployment: AllAtOnce")
+        if self.memory_gib_per_vcpu not in MEMORY_GIB_PER_VCPU:
+            raise CatalogError(f"{where}: memory_gib_per_vcpu must be one of {', '.join(map(str, MEMORY_GIB_PER_VCPU))}")
+        if self.min_environments > self.max_environments:
+            raise CatalogError(f"{where}: min_environments ({self.min_environments}) must not exceed max_environments "
+                               f"({self.max_environments})")
+        if self.accelerator == "gpu":
+            self._validate_gpu()
+        elif self.accelerator_memory_gib is not None:
+            raise CatalogError(f"{where}: accelerator_memory_gib applies only with accelerator: gpu; remove it or add that")
+
+    def _validate_gpu(self) -> None:
+        where = self.where
+        if self.architecture != "x86_64":
+            raise CatalogError(f"{where}: Lambda attaches GPUs to x86_64 functions only; set architecture: x86_64")
+        if self.accelerator_memory_gib not in ACCELERATOR_MEMORY_GIB:
+            raise CatalogError(f"{where}: accelerator: gpu needs accelerator_memory_gib, one of "
+                               f"{', '.join(map(str, ACCELERATOR_MEMORY_GIB))} (GiB per GPU, a minimum)")
+        for instance_type in self.instance_types:
+            family = instance_type.split(".")[0]
+            if family not in GPU_DEVICE_MEMORY_GIB:
+                raise CatalogError(f"{where}: {instance_type} is not a GPU instance type modelfn knows; use one of the "
+                                   f"families {', '.join(GPU_DEVICE_MEMORY_GIB)} (e.g. g6.xlarge)")
+            if GPU_DEVICE_MEMORY_GIB[family] < self.accelerator_memory_gib:
+                raise CatalogError(f"{where}: {instance_type}'s GPU has {GPU_DEVICE_MEMORY_GIB[family]} GiB, less than "
+                                   f"accelerator_memory_gib {self.accelerator_memory_gib}; lower it or allow larger types")
+        if self.model_size_mb is None or not self.model_size_mb > 0:
+            raise CatalogError(f"{where}: accelerator: gpu needs model_size_mb (model.onnx's size: the card's "
+                               "artifact.bytes / 1e6) to check that environment_concurrency processes fit the GPU")
+        per_process = estimated_gpu_bytes(int(self.model_size_mb * 1e6))
+        budget = self.accelerator_memory_gib * GIB
+        if self.environment_concurrency * per_process > budget:
+            fits = budget // per_process
+            fix = f"set environment_concurrency to at most {fits} or raise it" if fits else "raise it"
+            raise CatalogError(
+                f"{where}: {self.environment_concurrency} processes x ~{per_process / GIB:.2f} GiB of GPU memory each "
+                f"(a {self.model_size_mb:g} MB model, estimated as modelfn_runtime.providers.estimated_gpu_bytes) do not fit "
+                f"accelerator_memory_gib {self.accelerator_memory_gib}; {fix} (largest: 48)"
+            )
 
 
 @dataclass(frozen=True)

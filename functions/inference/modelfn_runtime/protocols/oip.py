@@ -37,11 +37,20 @@ from .oip_routes import HEADER_LENGTH, INFER, MODEL_METADATA, MODEL_READY
 
 
 def _model_metadata(request: HttpRequest, served: ServedModel) -> Answer:
-    return Answer(HttpResponse.json(200, model_metadata(served.card)))
+    return Answer(HttpResponse.json(200, {**model_metadata(served.card), "parameters": serving_parameters(served)}))
 
 
 def _model_ready(request: HttpRequest, served: ServedModel) -> Answer:
-    return Answer(HttpResponse.json(200, {"name": served.card.name, "ready": True}))
+    return Answer(HttpResponse.json(200, {"name": served.card.name, "ready": True, **serving_parameters(served)}))
+
+
+def serving_parameters(served: ServedModel) -> dict[str, Any]:
+    """The execution provider the session really runs on, and why a GPU image serves on the CPU where it does."""
+    parameters = {"provider": served.model.provider}
+    fallback = getattr(served.model, "fallback", None)
+    if fallback:
+        parameters["fallback"] = fallback
+    return parameters
 
 
 def _infer(request: HttpRequest, served: ServedModel) -> Answer:

@@ -40,6 +40,6 @@ class ProbeTrigger(RequestTrigger):
             body = json.loads(response.body) if response.body else {}
         except ValueError:
             body = {}
-        if response.status == 200:
-            return {"ready": True}
+        if response.status == 200:  # with the provider the model serves on (and a GPU image's CPU fallback)
+            return {"ready": True, **{key: body[key] for key in ("provider", "fallback") if key in body}}
         return {"ready": False, "status": response.status, "error": str(body.get("error", f"status {response.status}"))}
