@@ -99,7 +99,7 @@ def test_the_gpu_function_its_version_alias_and_event_sources_exist(deployed):
     assert answer["Code"]["ImageUri"].endswith("/modelfn:resnetfunction")
     variables = function["Environment"]["Variables"]
     assert variables[names.MODEL_NAME] == "resnet" and variables[names.ACCELERATOR_MEMORY_GIB] == "12"
-    assert variables[names.ENVIRONMENT_CONCURRENCY] == "2" and variables[names.USAGE_TABLE]
+    assert variables[names.ENVIRONMENT_CONCURRENCY] == "2" and names.USAGE_TABLE not in variables  # metered by log lines
     aliases = lam.list_aliases(FunctionName=ids["ResnetFunction"][1])["Aliases"]
     assert [alias["Name"] for alias in aliases] == ["live"] and aliases[0]["FunctionVersion"] != "$LATEST"
     queue_arn = client("sqs").get_queue_attributes(QueueUrl=ids["ResnetQueue"][1], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -164,7 +164,11 @@ def test_events_and_limits_work_the_same_on_the_alias(rendered):
         "Destination": {"Fn::GetAtt": ["ResnetDeadLetterQueue", "Arn"]}}
     statements = resources["ResnetFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     sids = {s.get("Sid") for s in statements}
-    assert {"ReadOwnModel", "ReadOwnInputs", "WriteOwnResults", "MeterUsage", "PollOwnQueue", "AsyncDestinations"} <= sids
+    assert {"ReadOwnModel", "ReadOwnInputs", "WriteOwnResults", "PollOwnQueue", "AsyncDestinations"} <= sids
+    # metered as every model function is: its log group (LoggingConfig) and that group's usage subscription
+    assert resources["ResnetFunction"]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": "ResnetLogGroup"}
+    assert "ResnetUsageSubscription" in resources["ResnetFunction"]["DependsOn"]
+    assert resources["ResnetUsageSubscription"]["Properties"]["LogGroupName"] == {"Ref": "ResnetLogGroup"}
     gpu_variables = resources["ResnetFunction"]["Properties"]["Environment"]["Variables"]
     cpu_variables = {**template["Globals"]["Function"]["Environment"]["Variables"],
                      **resources["DigitsFunction"]["Properties"]["Environment"]["Variables"]}
@@ -228,3 +232,19 @@ def test_checkov_finds_nothing_beyond_the_justified_exceptions(rendered, tmp_pat
 
     failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"] if not accepted(c)]
     assert report["summary"]["parsing_errors"] == 0 and failed == []
+
+
+@pytest.mark.parametrize("auth, authorizer", [
+    ("auth:\n  mode: iam\n", "AWS_IAM"),
+    ("auth:\n  mode: jwt\n  issuer: https://issuer.example.com/\n  audience: models\n", "JwtAuthorizer"),
+])
+def test_the_whole_api_body_keeps_the_auth_sections_authorizer_on_every_model_route(tmp_path, auth, authorizer):
+    """With a managed entry the API's body is rendered whole: each model route (managed or not) still carries the
+    auth: section's authorizer beside the API key, and the open routes stay open."""
+    template = render_template(read(tmp_path, CATALOG + "\n" + auth))
+    body = sam_transform(template, PARAMETERS)["Resources"]["ModelApi"]["Properties"]["Body"]
+    assert authorizer in body["securityDefinitions"]
+    for model in ("resnet", "digits"):
+        operation = body["paths"][f"/v2/models/{model}/{{proxy+}}"]["x-amazon-apigateway-any-method"]
+        assert operation["security"] == [{authorizer: []}, {"api_key": []}]
+    assert body["paths"]["/v2/health/{proxy+}"]["get"]["security"] == []

@@ -149,6 +149,8 @@ def function_resources(entry: ModelEntry, serverless: dict[str, Any], function_g
     }
     if function_globals.get("Tracing") == "Active":
         properties["TracingConfig"] = {"Mode": "Active"}
+    if "LoggingConfig" in source:  # the metering pass's log group, which its usage subscription reads
+        properties["LoggingConfig"] = source["LoggingConfig"]
     metadata: dict[str, Any] = {"Dockerfile": flavor.dockerfile, "DockerContext": IMAGE_CONTEXT, "DockerTag": flavor.docker_tag}
     if entry.accelerator == "gpu":
         properties["AcceleratorConfig"] = {"AcceleratorMemorySize": entry.accelerator_memory_gib}
@@ -157,7 +159,8 @@ def function_resources(entry: ModelEntry, serverless: dict[str, Any], function_g
         metadata["DockerBuildArgs"] = {"BASE_IMAGE": flavor.base_image}
     return {
         role: _function_role(entry, source),
-        entry.logical_id: {"Type": "AWS::Lambda::Function", "Metadata": metadata, "Properties": properties},
+        entry.logical_id: {"Type": "AWS::Lambda::Function", "Metadata": metadata, "Properties": properties,
+                           **({"DependsOn": serverless["DependsOn"]} if "DependsOn" in serverless else {})},
         version_id(entry): {"Type": "AWS::Lambda::Version", "DeletionPolicy": "Delete", "Properties": {
             "FunctionName": {"Ref": entry.logical_id}, "FunctionScalingConfig": dict(scaling),
         }},
@@ -256,8 +259,14 @@ def _add_route(body: dict[str, Any], target: Any, route: dict[str, Any]) -> None
         "uri": {"Fn::Sub": ["arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Target}/invocations",
                             {"Target": target}]},
     }}
-    if route.get("Auth", {}).get("ApiKeyRequired") is False:
+    auth = route.get("Auth", {})
+    if auth.get("ApiKeyRequired") is False:
         operation["security"] = [{"api_key_false": []}]
+    elif auth.get("Authorizer"):  # the auth: section's authorizer on this route (SAM adds the API key beside it)
+        operation["security"] = [{auth["Authorizer"]: []}]
+        if auth["Authorizer"] == "AWS_IAM":  # SAM defines the named authorizers, not AWS_IAM, in a body it does not manage
+            body.setdefault("securityDefinitions", {})["AWS_IAM"] = {
+                "type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
     body["paths"].setdefault(route["Path"], {})["x-amazon-apigateway-any-method" if method == "any" else method] = operation
 
 
