@@ -10,7 +10,8 @@ the input holds ``--elements`` FP32 values: 150,016 = 2,344 × 64 by default, on
   ``encode_predict`` + ``HttpResponse.json`` <= 0.5 × stdlib ``json.dumps`` of the same values, and binary
   output <= 2 × ``base64.b64encode`` of its bytes.
 
-Calls are interleaved (handler, reference, handler, ...) so machine noise hits both alike; the figures are medians.
+Calls are interleaved (handler, reference, handler, ...) so machine noise hits both alike; each ratio is given for
+the medians and for the fastest calls ("best"), which other jobs on a shared machine disturb least.
 
     .venv/bin/python benchmarks/codecs.py                       # digits from models/ (exported if missing)
     .venv/bin/python benchmarks/codecs.py --repeats 30 --json codecs.json
@@ -42,7 +43,8 @@ FEATURES = 64  # digits' input width
 
 
 def interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms of each call, the calls taking turns ``repeats`` times (after one untimed round)."""
+    """Median ms of each call, the calls taking turns ``repeats`` times (after one untimed round); ``NAME best``: the
+    fastest call, which moves less than the median when other jobs load a shared machine."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for round_ in range(repeats + 1):
         for name, call in calls.items():
@@ -50,7 +52,9 @@ def interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[st
             call()
             if round_:
                 samples[name].append((time.perf_counter() - started) * 1000)
-    return {name: round(statistics.median(values), 3) for name, values in samples.items()}
+    figures = {name: round(statistics.median(values), 3) for name, values in samples.items()}
+    figures.update({f"{name} best": round(min(values), 3) for name, values in samples.items()})
+    return figures
 
 
 def rest_event(path: str, body: bytes, headers: dict[str, str] | None = None, binary: bool = False) -> dict:
@@ -96,12 +100,14 @@ def measure_requests(app, session, rows, np, repeats: int) -> dict[str, dict[str
         times = interleaved({"handler": lambda event=event: app.lambda_handler(copy.copy(event), context), "reference": reference,
                              "session.run": lambda: session.run(None, feeds)}, repeats)
         if "binary" in name:
-            overhead = times["handler"] - times["session.run"]
+            overhead, best = times["handler"] - times["session.run"], times["handler best"] - times["session.run best"]
             figures[name] = {**times, "handler - session.run": round(overhead, 3),
-                             "ratio": round(overhead / times["reference"], 2), "target": 2.0,
+                             "ratio": round(overhead / times["reference"], 2),
+                             "ratio best": round(best / times["reference best"], 2), "target": 2.0,
                              "reference is": "base64.b64decode of the event body"}
         else:
-            figures[name] = {**times, "ratio": round(times["handler"] / times["reference"], 2), "target": 0.5,
+            figures[name] = {**times, "ratio": round(times["handler"] / times["reference"], 2),
+                             "ratio best": round(times["handler best"] / times["reference best"], 2), "target": 0.5,
                              "reference is": "json.loads of the body"}
     return figures
 
@@ -124,9 +130,16 @@ def measure_encoding(card, rows, np, repeats: int) -> dict[str, dict[str, float]
          lambda: base64.b64encode(rows.tobytes()), 2.0, "base64.b64encode of the tensor bytes"),
     ):
         times = interleaved({"encode": call, "reference": reference}, repeats)
-        figures[name] = {**times, "ratio": round(times["encode"] / times["reference"], 2), "target": target,
+        figures[name] = {**times, "ratio": round(times["encode"] / times["reference"], 2),
+                         "ratio best": round(times["encode best"] / times["reference best"], 2), "target": target,
                          "reference is": what}
     return figures
+
+
+def verdict(median: float, best: float, target: float) -> str:
+    if median <= target and best <= target:
+        return ""
+    return "  MISSED" if best > target else "  missed at the median only"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     for group in ("requests", "responses"):
         for name, row in figures[group].items():
             measured = row.get("handler - session.run", row.get("handler", row.get("encode")))
-            print(f"  {name:<24} {measured:>9.2f} ms vs {row['reference']:>8.2f} ms {row['reference is']:<40} "
-                  f"ratio {row['ratio']:>5.2f} (target <= {row['target']}){'' if row['ratio'] <= row['target'] else '  MISSED'}")
+            print(f"  {name:<24} {measured:>9.2f} ms vs {row['reference']:>8.2f} ms {row['reference is']:<38} "
+                  f"ratio {row['ratio']:>5.2f}, best {row['ratio best']:>5.2f} (target <= {row['target']})"
+                  f"{verdict(row['ratio'], row['ratio best'], row['target'])}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -196,7 +196,8 @@ def export_digits(store: Path) -> Path:
 
 
 def run(*, requests: int, clients: int, fault_requests: int, model_dir: Path | None = None,
-        template: str | Path = "template.yaml", deadline_s: float = 600, api_keys: bool = False, metering: bool = False) -> Report:
+        template: str | Path = "template.yaml", deadline_s: float = 600, api_keys: bool = False,
+        metering: bool = False) -> Report:
     """Export (unless ``model_dir``), serve the template locally, and run the load and the fault runs."""
     import logging
 

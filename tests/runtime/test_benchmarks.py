@@ -44,4 +44,5 @@ def test_codecs_benchmark_runs(tmp_path):
     figures = json.loads(report.read_text())
     assert set(figures["requests"]) == {"OIP JSON infer", "TF Serving instances", "TF Serving inputs", "OIP binary infer"}
     assert set(figures["responses"]) == {"OIP JSON output", "TF Serving predictions", "OIP binary output"}
-    assert all(row["ratio"] > 0 and row["reference"] > 0 for group in ("requests", "responses") for row in figures[group].values())
+    rows = [row for group in ("requests", "responses") for row in figures[group].values()]
+    assert all(row["ratio"] > 0 and row["reference"] > 0 for row in rows)

@@ -32,7 +32,7 @@ import binascii
 import json
 import math
 from collections.abc import Callable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, TypeVar
 
 import numpy as np
@@ -160,9 +160,9 @@ def _bulk(
     """The numeric tensor built in bulk, or None where the reference path must decide (and word the error).
 
     The shape is read off the first element of each level and checked (card, batch, element count) before anything
-    is built; each level is then checked and flattened by C-level passes (``map``, ``chain``), one ``sum`` over the
-    leaves refuses any that is not a number or a boolean, and numpy converts them at once. Ragged or too-deep nesting, a leaf that is not a number
-    or a boolean, and any failed check hand over to the reference path.
+    is built; each level is then checked by C-level passes (``map``, ``chain``), one pass of ``sum`` over the leaves
+    refuses any that is not a number or a boolean, and numpy converts the innermost lists at once. Ragged or too-deep
+    nesting, a leaf that is not a number or a boolean, and any failed check hand over to the reference path.
     """
     shape = _leading_shape(data, max_depth)
     if shape is None:
@@ -176,12 +176,12 @@ def _bulk(
         check_elements(name, count, limits)
     except BadRequest:
         return None  # raised again by the reference path, after its checks for ragged nesting
-    leaves = _flat_leaves(data, shape)
-    if leaves is None:
+    rows = _innermost_rows(data, shape)
+    if rows is None:
         return None
-    try:
-        sum(leaves, 0.0)  # one C-level pass: TypeError for any leaf that is not a number or a boolean
-        array = _converted(name, leaves, spec.datatype)
+    try:  # one C-level pass over the leaves: TypeError for any that is not a number or a boolean
+        sum(map(sum, rows, repeat(0.0)), 0.0) if len(shape) > 1 else sum(rows, 0.0)
+        array = _converted(name, rows, spec.datatype)
     except (TypeError, OverflowError):
         return None  # a string, null, object or list among the leaves, or an integer past 64 bits: the reference path
     if array is None:
@@ -204,30 +204,34 @@ def _leading_shape(data: list[Any], max_depth: int) -> list[int] | None:
     return shape
 
 
-def _flat_leaves(data: list[Any], shape: list[int]) -> list[Any] | None:
-    """The row-major leaves of ``data`` if every level is lists of the width ``shape`` says, else None."""
+def _innermost_rows(data: list[Any], shape: list[int]) -> list[Any] | None:
+    """The lists that hold the leaves, in row-major order (``data`` itself when it is flat), if every level is lists
+    of the width ``shape`` says; else None. The leaves themselves are never copied into one list."""
     level = data
-    for width in shape[1:]:
+    for depth, width in enumerate(shape[1:]):
         if set(map(type, level)) != {list} or set(map(len, level)) != {width}:
             return None
-        level = list(chain.from_iterable(level))
+        if depth < len(shape) - 2:
+            level = list(chain.from_iterable(level))
     return level
 
 
-def _converted(name: str, leaves: list[Any], datatype: str) -> np.ndarray | None:
-    """Numbers and booleans as a flat array of ``datatype``, with the reference path's checks and messages; None for
-    what only the reference path converts exactly (integers over 64 bits, mixed floats and integers past 2**53)."""
+def _converted(name: str, rows: list[Any], datatype: str) -> np.ndarray | None:
+    """Numbers and booleans (a flat list, or lists of equal length) as a flat array of ``datatype``, with the reference
+    path's checks and messages; None for what only the reference path converts exactly (integers over 64 bits, mixed
+    floats and integers past 2**53)."""
     dtype = numpy_dtype(datatype)
     if dtype.kind == "f":
-        narrow = np.array(leaves, dtype=dtype)
+        narrow = np.array(rows, dtype=dtype).reshape(-1)
         if dtype != np.float64 and np.isinf(narrow).any():
-            wide = np.array(leaves, dtype=np.float64)
+            wide = np.array(rows, dtype=np.float64).reshape(-1)
             if np.any(np.isinf(narrow) & np.isfinite(wide)):
                 raise BadRequest(f"input {name!r} holds values outside the {datatype} range (±{float(np.finfo(dtype).max):.4g})")
         return narrow
-    values = np.array(leaves)  # only numbers and booleans: bool, int64, uint64, float64 (or object past 64 bits)
+    values = np.array(rows)  # only numbers and booleans: bool, int64, uint64, float64 (or object past 64 bits)
     if values.dtype.kind not in "biuf":
         return None
+    values = values.reshape(-1)
     has_floats = values.dtype.kind == "f"
     if dtype.kind == "b":
         if not np.all((values == 0) | (values == 1)):

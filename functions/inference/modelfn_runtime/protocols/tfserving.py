@@ -155,7 +155,8 @@ def _from_rows(instances: Any, specs: list[TensorSpec], limits: Limits) -> dict[
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list with one entry per example')
     check_batch_size('"instances"', len(instances), limits)
-    if len(specs) == 1 and not any(isinstance(row, dict) and not _is_b64(row) for row in instances):
+    if len(specs) == 1 and (dict not in set(map(type, instances))  # one C-level pass: no object row at all
+                            or not any(isinstance(row, dict) and not _is_b64(row) for row in instances)):
         return {specs[0].name: _tensor(specs[0].name, instances, specs[0], limits)}
     if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
         raise BadRequest(
