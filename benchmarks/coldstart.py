@@ -1,8 +1,9 @@
 """Cold start: a fresh process to its first prediction, through the handler and through bare ONNX Runtime.
 
 Each variant runs ``--runs`` times, alternating, in a fresh interpreter; the report gives the median wall time
-(spawn to first prediction printed) and the median peak RSS (``wait4``'s ru_maxrss), and the ratio to bare
-ONNX Runtime loading the same model. The handler is invoked directly with the REST JSON sample event and the
+(spawn to first prediction printed), the median CPU time (user + system, ``wait4``'s rusage: steadier than the wall
+on a shared machine) and the median peak RSS (the child's VmHWM), each with its ratio to bare ONNX Runtime loading
+the same model. The handler is invoked directly with the REST JSON sample event and the
 model from a local directory (``MODEL_URI``), as in docs/coldstart.md.
 
     .venv/bin/python benchmarks/coldstart.py                       # digits, exported to models/ if missing
@@ -69,12 +70,13 @@ print(int(np.argmax(list(model.signatures["serving_default"](tf.constant(pixels)
 """
 
 
-def run_once(script: str, args: list[str], env: dict[str, str]) -> tuple[float, float, list[str]]:
-    """Wall seconds from spawn to exit, peak RSS in MB (the child's VmHWM), and its prediction."""
+def run_once(script: str, args: list[str], env: dict[str, str]) -> tuple[float, float, list[str], float]:
+    """Wall seconds from spawn to exit, peak RSS in MB (the child's VmHWM), its prediction, and the CPU seconds
+    (user + system) the child used: on a shared machine the CPU time moves less with other jobs' load than the wall."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-c", script, *args], stdout=out, stderr=subprocess.PIPE, env=env)
-        _, status, _ = os.wait4(process.pid, 0)
+        _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr = process.stderr.read().decode() if process.stderr else ""
@@ -83,7 +85,7 @@ def run_once(script: str, args: list[str], env: dict[str, str]) -> tuple[float, 
     if process.returncode != 0:
         raise SystemExit(f"benchmark variant failed:\n{stderr[-2000:]}")
     peak_kb = int(lines[-1].split()[1])
-    return wall, peak_kb / 1024, lines[-2:-1]  # the prediction; EMF metric lines come before it
+    return wall, peak_kb / 1024, lines[-2:-1], usage.ru_utime + usage.ru_stime  # the prediction: EMF lines come before it
 
 
 def ensure_model(store: Path) -> Path:
@@ -166,24 +168,28 @@ def main(argv: list[str] | None = None) -> int:
 
     for script, variant_args, variant_env in variants.values():  # warm the page cache once
         run_once(script, variant_args, variant_env)
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
     answers: dict[str, set[str]] = {name: set() for name in variants}
     for _ in range(args.runs):
         for name, (script, variant_args, variant_env) in variants.items():
-            wall, rss, stdout = run_once(script, variant_args, variant_env)
-            samples[name].append((wall, rss))
+            wall, rss, stdout, cpu = run_once(script, variant_args, variant_env)
+            samples[name].append((wall, rss, cpu))
             answers[name].update(stdout)
 
-    bare_wall = statistics.median(w for w, _ in samples["bare onnxruntime"])
+    bare_wall = statistics.median(w for w, _, _ in samples["bare onnxruntime"])
+    bare_cpu = statistics.median(c for _, _, c in samples["bare onnxruntime"])
     results = {}
     print(f"cold start, fresh process to first prediction (digits, median of {args.runs}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]})")
-    print(f"{'variant':<24}{'wall ms':>9}{'peak MB':>9}{'x bare':>8}  prediction")
+    print(f"{'variant':<24}{'wall ms':>9}{'peak MB':>9}{'x bare':>8}{'CPU ms':>9}{'x bare':>8}  prediction")
     for name, values in samples.items():
-        wall = statistics.median(w for w, _ in values)
-        rss = statistics.median(r for _, r in values)
-        results[name] = {"wall_ms": round(wall * 1000, 1), "peak_rss_mb": round(rss, 1), "ratio": round(wall / bare_wall, 2)}
-        print(f"{name:<24}{wall * 1000:>9.0f}{rss:>9.0f}{wall / bare_wall:>8.2f}  {sorted(answers[name])}")
+        wall = statistics.median(w for w, _, _ in values)
+        rss = statistics.median(r for _, r, _ in values)
+        cpu = statistics.median(c for _, _, c in values)
+        results[name] = {"wall_ms": round(wall * 1000, 1), "peak_rss_mb": round(rss, 1), "ratio": round(wall / bare_wall, 2),
+                         "cpu_ms": round(cpu * 1000, 1), "cpu_ratio": round(cpu / bare_cpu, 2)}
+        print(f"{name:<24}{wall * 1000:>9.0f}{rss:>9.0f}{wall / bare_wall:>8.2f}{cpu * 1000:>9.0f}{cpu / bare_cpu:>8.2f}"
+              f"  {sorted(answers[name])}")
     if args.import_profile:
         print(import_profile(code, env))
     if args.json:

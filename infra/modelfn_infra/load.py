@@ -9,6 +9,11 @@ with ``LocalApp`` and runs:
 * **fault**: the same load while the function's runtime process is killed (SIGKILL) part-way: how many
   requests failed (one in-flight request per kill may), and that none failed after the recovery.
 
+``--api-keys`` runs both with API Gateway's emulated key check, usage plan and quota count on (the clients send a
+tenant's key; its plan is left unthrottled, its quota still counted, so the run measures the work keys add per
+request rather than the plan's 50 requests/s); ``--metering`` also has the functions meter each tenant's requests
+into a usage table (DynamoDB: moto's server on 127.0.0.1), as ``make demo`` serves.
+
 Every server binds 127.0.0.1; every run is bounded in requests and seconds and stops by itself.
 
 Example:
@@ -28,7 +33,9 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -128,14 +135,15 @@ def summary(tally: Tally, seconds: float) -> dict[str, Any]:
     }
 
 
-def load(url: str, *, requests: int = 10_000, clients: int = 4, warmup: int = 500, deadline_s: float = 600) -> dict[str, Any]:
+def load(url: str, *, requests: int = 10_000, clients: int = 4, warmup: int = 500, deadline_s: float = 600,
+         headers: dict[str, str] | None = None) -> dict[str, Any]:
     """The load run: warm-up, then ``requests`` requests from ``clients`` clients; figures as a dict."""
     body = infer_body()
-    drive(url, body, requests=warmup, clients=clients, deadline_s=deadline_s, tally=Tally())
+    drive(url, body, requests=warmup, clients=clients, deadline_s=deadline_s, tally=Tally(), headers=headers)
     rss_before = function_rss_mb()
     tally = Tally()
     started = time.monotonic()
-    drive(url, body, requests=requests, clients=clients, deadline_s=deadline_s, tally=tally)
+    drive(url, body, requests=requests, clients=clients, deadline_s=deadline_s, tally=tally, headers=headers)
     figures = summary(tally, time.monotonic() - started)
     rss_after = function_rss_mb()
     figures.update(clients=clients, rss_before_mb=round(rss_before, 1), rss_after_mb=round(rss_after, 1),
@@ -143,12 +151,13 @@ def load(url: str, *, requests: int = 10_000, clients: int = 4, warmup: int = 50
     return figures
 
 
-def fault(url: str, app: Any, *, requests: int = 2_000, clients: int = 4, kill_after: int = 500, deadline_s: float = 300) -> dict[str, Any]:
+def fault(url: str, app: Any, *, requests: int = 2_000, clients: int = 4, kill_after: int = 500, deadline_s: float = 300,
+          headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Load while the runtime process of one warm sandbox is SIGKILLed after ``kill_after`` requests."""
     body = infer_body()
     tally, sent = Tally(), [0]
     worker = threading.Thread(target=drive, args=(url, body), kwargs=dict(
-        requests=requests, clients=clients, deadline_s=deadline_s, tally=tally, sent=sent), daemon=True)
+        requests=requests, clients=clients, deadline_s=deadline_s, tally=tally, sent=sent, headers=headers), daemon=True)
     started = time.monotonic()
     worker.start()
     while len(tally.statuses) < kill_after and worker.is_alive():
@@ -187,29 +196,73 @@ def export_digits(store: Path) -> Path:
 
 
 def run(*, requests: int, clients: int, fault_requests: int, model_dir: Path | None = None,
-        template: str | Path = "template.yaml", deadline_s: float = 600) -> Report:
+        template: str | Path = "template.yaml", deadline_s: float = 600, api_keys: bool = False,
+        metering: bool = False) -> Report:
     """Export (unless ``model_dir``), serve the template locally, and run the load and the fault runs."""
     import logging
 
     from .local.commands import LocalApp
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access line per request on the console
-    with tempfile.TemporaryDirectory(prefix="modelfn-load-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="modelfn-load-") as scratch, ExitStack() as stack:
         model_dir = model_dir or export_digits(Path(scratch) / "store")
-        log = open(os.devnull, "w")
-        env = {"DigitsFunction": {names.MODEL_URI: str(model_dir)}}
-        with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"}, log_stream=log,
-                      max_sandboxes=clients) as app:
-            # the serving path is measured: key checks and plan throttling are API Gateway's (tests/local/test_api_keys.py)
-            server = app.serve_api(port=0, api_keys=False)
-            try:
-                load_figures = load(server.url, requests=requests, clients=clients, deadline_s=deadline_s)
-                fault_figures = fault(server.url, app, requests=fault_requests, clients=clients,
-                                      kill_after=fault_requests // 4, deadline_s=deadline_s)
-            finally:
-                server.stop()
-        log.close()
-    return Report(load_figures, fault_figures)
+        log = stack.enter_context(open(os.devnull, "w"))
+        env: dict[str, Any] = {"DigitsFunction": {names.MODEL_URI: str(model_dir)}}
+        if metering:
+            env["Parameters"] = stack.enter_context(usage_table())
+        app = stack.enter_context(LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
+                                           log_stream=log, max_sandboxes=clients))
+        tenants = Path(scratch) / "tenants.json"
+        server = app.serve_api(port=0, api_keys=api_keys, tenants=tenants)
+        stack.callback(server.stop)
+        headers = {"Content-Type": "application/json", **(unthrottled_key(server, tenants) if api_keys else {})}
+        load_figures = load(server.url, requests=requests, clients=clients, deadline_s=deadline_s, headers=headers)
+        fault_figures = fault(server.url, app, requests=fault_requests, clients=clients, kill_after=fault_requests // 4,
+                              deadline_s=deadline_s, headers=headers)
+    return Report({**load_figures, "api_keys": api_keys, "metering": metering}, fault_figures)
+
+
+@contextmanager
+def usage_table() -> Iterator[dict[str, str]]:
+    """moto's DynamoDB on 127.0.0.1 with the usage table the functions meter into (as ``make demo`` has it: moto in
+    this process); yields the template parameters that point the functions at it. The sandboxes inherit the
+    endpoint variable."""
+    from moto.server import ThreadedMotoServer
+
+    from modelfn_runtime.usage import USAGE_TABLE_ENV, USAGE_TIMEOUT_ENV
+
+    from .demo import USAGE_TABLE, create_usage_table
+    from .local.commands import DEFAULT_REGION, FAKE_CREDENTIALS
+    from .local.sandbox import free_port
+
+    for name, value in {"AWS_DEFAULT_REGION": DEFAULT_REGION, **FAKE_CREDENTIALS}.items():
+        os.environ.setdefault(name, value)  # moto's, never real ones (LocalApp sets the same for the sandboxes)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    previous = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
+    try:
+        create_usage_table()
+        yield {USAGE_TABLE_ENV: USAGE_TABLE, USAGE_TIMEOUT_ENV: "10"}
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = previous
+        server.stop()
+
+
+def unthrottled_key(server: Any, tenants_file: Path) -> dict[str, str]:
+    """A tenant on the template's most generous plan, that plan's throttle lifted for this run (its quota still
+    counted); the ``x-api-key`` header that sends its key."""
+    from .tenants import LocalTenants
+
+    gate = server.gate
+    plan = max(gate.plans.values(), key=lambda limits: (limits.rate_limit, limits.quota or float("inf")))
+    gate.plans[plan.name] = replace(plan, rate_limit=1e9, burst_limit=10**9, quota=10**12)
+    tenant = LocalTenants(tenants_file, gate.plans).create("load", plan.name)
+    return {"x-api-key": tenant.key}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,9 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=600, help="seconds each run may take at most")
     parser.add_argument("--model-dir", type=Path, help="an exported digits/1 directory (default: export one now)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--api-keys", action="store_true", help="API keys, usage plan and quota counting on")
+    parser.add_argument("--metering", action="store_true", help="the functions meter per tenant into a moto usage table")
     args = parser.parse_args(argv)
     report = run(requests=args.requests, clients=args.clients, fault_requests=args.fault_requests,
-                 model_dir=args.model_dir, deadline_s=args.deadline)
+                 model_dir=args.model_dir, deadline_s=args.deadline, api_keys=args.api_keys, metering=args.metering)
     text = json.dumps(asdict(report), indent=2)
     print(text)
     if args.json:

@@ -29,3 +29,20 @@ def test_overhead_breakdown_runs(tmp_path):
     assert {"oip.decode_infer (JSON -> numpy)", "triggers.pick + REST adapter (event -> HttpRequest)",
             "app.lambda_handler (everything)"} <= set(stages)
     assert all(value > 0 for value in stages.values())
+
+
+def test_codecs_benchmark_runs(tmp_path):
+    write_digits_like_model(tmp_path / "store" / "digits" / "1")
+    report = tmp_path / "codecs.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL")}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "codecs.py"), "--store", str(tmp_path / "store"), "--elements", "640",
+         "--repeats", "2", "--json", str(report)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(report.read_text())
+    assert set(figures["requests"]) == {"OIP JSON infer", "TF Serving instances", "TF Serving inputs", "OIP binary infer"}
+    assert set(figures["responses"]) == {"OIP JSON output", "TF Serving predictions", "OIP binary output"}
+    rows = [row for group in ("requests", "responses") for row in figures[group].values()]
+    assert all(row["ratio"] > 0 and row["reference"] > 0 for row in rows)

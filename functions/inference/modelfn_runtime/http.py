@@ -12,6 +12,34 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
+
+def dumps(payload: Any) -> bytes:
+    """``payload`` as compact JSON bytes; numeric numpy arrays in it are written in bulk (orjson, compiled).
+
+    Responses are strict JSON: non-finite floats must already be strings (``protocols.common.json_value`` writes
+    them as "NaN"/"Infinity"). What orjson refuses (integers over 64 bits, non-string keys, lone surrogates) is
+    written by the standard library's ``json``, as before, which refuses a bare NaN too.
+
+    Example:
+        >>> import numpy as np
+        >>> dumps({"data": np.arange(3, dtype=np.int32), "ok": True})
+        b'{"data":[0,1,2],"ok":true}'
+    """
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_listed).encode()
+
+
+def _listed(value: Any) -> Any:
+    """The standard library's fallback for what only orjson writes: numpy arrays, as nested lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 StatusClass = Literal["ok", "client_error", "server_error"]
 
 
@@ -76,5 +104,4 @@ class HttpResponse:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "HttpResponse":
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()  # strict JSON: no bare NaN
-        return cls(status, body, {"Content-Type": "application/json", **(headers or {})})
+        return cls(status, dumps(payload), {"Content-Type": "application/json", **(headers or {})})

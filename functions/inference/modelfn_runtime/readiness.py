@@ -20,7 +20,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import aws
@@ -81,6 +80,8 @@ class Readiness:
             return self._answer
         if not self.functions:
             return {}
+        from concurrent.futures import ThreadPoolExecutor  # the catch-all's readiness check only, not at init
+
         with ThreadPoolExecutor(max_workers=min(8, len(self.functions))) as pool:
             answers = dict(zip(self.functions, pool.map(self._probe, self.functions.values())))
         self._answer = {name: reason for name, reason in answers.items() if reason is not None}

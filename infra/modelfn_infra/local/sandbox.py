@@ -41,6 +41,8 @@ from modelfn_runtime.errors import LAMBDA_SYNC_PAYLOAD_LIMIT
 
 STOP_GRACE_S = 3.0
 """How long a sandbox has to stop after SIGTERM before its process group gets SIGKILL."""
+PROCESS_RESCAN_S = 1.0
+"""How long a sandbox's list of runtime processes (for REPORT's Max Memory Used) is reused before /proc is scanned again."""
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 FORWARDED_HOST_VARIABLES = ("PATH", "HOME", "LANG", "TMPDIR")
 _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
@@ -113,6 +115,7 @@ class Sandbox:
         ]
         self._lines: list[str] = []
         self._changed = threading.Condition()
+        self._runtime_pids: tuple[float, list[int]] = (0.0, [])  # (when found, the processes under the RIE)
         self.process = _spawn(command, cwd=code_dir, env=environment)
         _LIVE.add(self)
         threading.Thread(target=self._read_output, daemon=True).start()
@@ -173,12 +176,21 @@ class Sandbox:
         return Report(request_id, duration, init_ms, self.memory_mb, self._max_memory_used_mb())
 
     def _max_memory_used_mb(self) -> int:
-        """Peak resident memory (VmHWM) of the runtime processes under the RIE."""
+        """Peak resident memory (VmHWM) of the runtime processes under the RIE.
+
+        Finding them scans all of /proc, so the list is kept for ``PROCESS_RESCAN_S`` (every REPORT line needs it,
+        and it was most of the local API's per-request work); a process of the list that is gone rescans at once.
+        """
+        found_at, pids = self._runtime_pids
+        if not pids or time.monotonic() - found_at > PROCESS_RESCAN_S:
+            pids = _children(self.process.pid)
+            self._runtime_pids = (time.monotonic(), pids)
         peak_kb = 0
-        for pid in _children(self.process.pid):
+        for pid in pids:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
+            except OSError:  # the runtime was restarted: find the new one next time
+                self._runtime_pids = (0.0, [])
                 continue
             match = re.search(r"VmHWM:\s+(\d+) kB", status)
             peak_kb = max(peak_kb, int(match.group(1)) if match else 0)

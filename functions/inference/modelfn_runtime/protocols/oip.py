@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest, quote
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, dumps
 from ..interfaces import Answer, ServedModel
 from ..modelcard import ModelCard, TensorSpec
 from ..tensors import datatype_of, from_binary, numpy_dtype, to_binary
 from ..validation import Limits, check_datatype, check_shape, check_total_elements, input_spec
-from .common import check_content_type, flag, json_object, json_value, parameters_of, tensor_from_json
+from .common import check_content_type, decoded, flag, json_value, parameters_of, tensor_from_json
 from .oip_routes import HEADER_LENGTH, INFER, MODEL_METADATA, MODEL_READY
 
 
@@ -85,11 +84,14 @@ def decode_infer(request: HttpRequest, card: ModelCard, limits: Limits | None = 
     """The request's tensors, each checked against ``card`` (name, datatype, shape, batch size) before it is built."""
     limits = limits or Limits()
     if isinstance(request.parsed, dict):  # a trigger that received JSON already (direct invoke, SQS)
-        header, binary, payload = memoryview(b""), None, request.parsed
-    else:
-        check_content_type(request.content_type)
-        header, binary = _split_body(request)
-        payload = json_object(header, "inference request header" if binary else "request body")
+        return _decode_payload(request.parsed, None, card, limits)
+    check_content_type(request.content_type)
+    header, binary = _split_body(request)
+    what = "inference request header" if binary else "request body"
+    return decoded(header, what, lambda payload: _decode_payload(payload, binary, card, limits))
+
+
+def _decode_payload(payload: dict[str, Any], binary: memoryview | None, card: ModelCard, limits: Limits) -> InferRequest:
     parameters = parameters_of(payload, "the request")
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -133,7 +135,7 @@ def encode_infer(card: ModelCard, infer: InferRequest, results: dict[str, np.nda
     response: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
     if infer.id is not None:
         response["id"] = infer.id
-    header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
+    header = dumps(response)
     if not chunks:
         return HttpResponse(200, header, {"Content-Type": "application/json"})
     headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}

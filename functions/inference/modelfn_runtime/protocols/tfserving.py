@@ -28,7 +28,7 @@ from ..http import HttpRequest, HttpResponse
 from ..interfaces import Answer, ServedModel
 from ..modelcard import ModelCard, TensorSpec
 from ..validation import Limits, check_batch_size, check_total_elements, input_spec
-from .common import check_content_type, json_object, json_value, tensor_from_json
+from .common import check_content_type, decoded, json_value, tensor_from_json
 from .tfserving_routes import METADATA, PREDICT, SIGNATURE, STATUS
 
 DT_TYPES = {
@@ -73,7 +73,10 @@ def decode_predict(request: HttpRequest, specs: list[TensorSpec], limits: Limits
     """The request's tensors; their nesting is their shape, checked against ``specs`` before they are built."""
     limits = limits or Limits()
     check_content_type(request.content_type)
-    payload = json_object(request.body)
+    return decoded(request.body, "request body", lambda payload: _decode_payload(payload, specs, limits))
+
+
+def _decode_payload(payload: dict[str, Any], specs: list[TensorSpec], limits: Limits) -> PredictRequest:
     signature = payload.get("signature_name", SIGNATURE)
     if signature != SIGNATURE:
         raise BadRequest(f"signature {quote(signature)} is not served; this model has only {SIGNATURE!r}")
@@ -152,7 +155,8 @@ def _from_rows(instances: Any, specs: list[TensorSpec], limits: Limits) -> dict[
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list with one entry per example')
     check_batch_size('"instances"', len(instances), limits)
-    if len(specs) == 1 and not any(isinstance(row, dict) and not _is_b64(row) for row in instances):
+    if len(specs) == 1 and (dict not in set(map(type, instances))  # one C-level pass: no object row at all
+                            or not any(isinstance(row, dict) and not _is_b64(row) for row in instances)):
         return {specs[0].name: _tensor(specs[0].name, instances, specs[0], limits)}
     if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
         raise BadRequest(

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..envelope import Envelope
 from ..http import HttpResponse
 from ..interfaces import Service
-from ..jobs.job import Job, Settings, Summary
+
+if TYPE_CHECKING:  # the jobs package loads with the first record or pointer event, not at init
+    from ..jobs.job import Job, Settings, Summary
 
 
 class Jobs(Protocol):

@@ -25,7 +25,6 @@ from typing import Any
 from ..envelope import Envelope, request_id
 from ..errors import BadRequest
 from ..http import Headers, HttpRequest, HttpResponse, status_class
-from ..jobs.job import Job, json_outputs, pointer_job
 from ..protocols.oip_routes import INFER
 from .base import RequestTrigger, Serving
 
@@ -53,6 +52,8 @@ class DirectTrigger(RequestTrigger):
         if name is not None and not isinstance(name, str) or version is not None and not isinstance(version, (str, int)):
             error = BadRequest('"model_name" and "model_version" must be strings when given')
             return [Envelope.refused(error, trigger=self.name, request_id=rid, tenant=tenant)]
+        from ..jobs.job import json_outputs  # the jobs package loads on the first direct invoke, not at init
+
         path = INFER.path_for(name or served or "-", version)
         payload = json_outputs({key: value for key, value in event.items() if key not in ROUTING_FIELDS})
         request = HttpRequest("POST", path, Headers({"content-type": "application/json"}), request_id=rid,
@@ -69,6 +70,8 @@ class DirectTrigger(RequestTrigger):
 
     def _pointer(self, event: dict[str, Any], context: Any, serving: Serving) -> dict[str, Any]:
         """An S3 pointer: the request is an object under ``requests/<model>/``, run as a job (async invokes)."""
+        from ..jobs.job import Job, pointer_job
+
         runner = serving.jobs()
         rid = request_id(context)
         served = serving.service.served_name or ""

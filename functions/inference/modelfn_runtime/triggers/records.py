@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..envelope import request_id
-from ..jobs.job import INBOX, Job, RetryableJobError, S3Object, Settings, json_outputs, pointer_job
 from ..observability import logger
 from .base import Serving, Trigger
+
+if TYPE_CHECKING:  # the jobs package loads with the first record event, not at init (an API cold start needs none)
+    from ..jobs.job import Job, Settings
 
 OIP_FIELDS = ("inputs", "outputs", "parameters", "id")
 MESSAGE_FORMS = ('an Open Inference Protocol request ({"inputs": [...]}), an S3 pointer ({"input_uri": "s3://..."}) '
@@ -68,6 +70,8 @@ class S3Trigger(RecordTrigger):
                 logger.warning("job must be retried", source=job.source[:200], reason=str(error)[:300])
                 retry.append(job.source)
         if retry:
+            from ..jobs.job import RetryableJobError
+
             raise RetryableJobError(f"{len(retry)} of {len(event['Records'])} objects must be retried: {', '.join(retry)[:500]}")
         return None
 
@@ -98,6 +102,8 @@ class SqsTrigger(RecordTrigger):
 
 def s3_job(record: dict[str, Any], *, request_id: str, trigger: str, served: str | None) -> Job | None:
     """The job for one S3 event record; None for records that are not object creations (e.g. test events)."""
+    from ..jobs.job import Job, S3Object
+
     if not str(record.get("eventName", "")).startswith("ObjectCreated"):
         logger.info("ignoring S3 event", event_name=str(record.get("eventName"))[:80])
         return None
@@ -113,6 +119,8 @@ def s3_job(record: dict[str, Any], *, request_id: str, trigger: str, served: str
 
 def sqs_jobs(record: dict[str, Any], *, served: str | None, settings: Settings, request_id: str = "") -> list[Job]:
     """The jobs one SQS message carries (an S3 notification may carry several objects)."""
+    from ..jobs.job import Job, json_outputs, pointer_job
+
     message_id = str(record.get("messageId", ""))
     base = Job(model=served or "", source=f"sqs:{message_id}", result_name=f"messages/{message_id}",
                idempotency_key=f"sqs:{message_id}", trigger="sqs", request_id=request_id or message_id)
@@ -144,6 +152,8 @@ def sqs_jobs(record: dict[str, Any], *, served: str | None, settings: Settings, 
 
 
 def _served_job(job: Job, served: str | None) -> Job:
+    from ..jobs.job import INBOX
+
     if served is None:
         return replace(job, refusal="this function serves no model; route events to a model's function")
     if job.model != served:
