@@ -229,7 +229,7 @@ def usage_table() -> Iterator[dict[str, str]]:
     endpoint variable."""
     from moto.server import ThreadedMotoServer
 
-    from modelfn_runtime.usage import USAGE_TABLE_ENV, USAGE_TIMEOUT_ENV
+    from modelfn_runtime.usage import USAGE_TABLE_ENV
 
     from .demo import USAGE_TABLE, create_usage_table
     from .local.commands import DEFAULT_REGION, FAKE_CREDENTIALS
@@ -244,7 +244,7 @@ def usage_table() -> Iterator[dict[str, str]]:
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
     try:
         create_usage_table()
-        yield {USAGE_TABLE_ENV: USAGE_TABLE, USAGE_TIMEOUT_ENV: "10"}
+        yield {USAGE_TABLE_ENV: USAGE_TABLE}  # LocalApp then runs the log subscription into the aggregator
     finally:
         if previous is None:
             os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
