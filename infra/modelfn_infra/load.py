@@ -107,10 +107,16 @@ def drive(url: str, body: bytes, *, requests: int, clients: int, deadline_s: flo
         thread.join(timeout=deadline_s + 60)
 
 
+SERVICE_PIDS: set[int] = set()
+"""Processes under this one that are not functions (moto's server with the usage table): not counted as theirs."""
+
+
 def function_rss_mb() -> float:
     """Resident memory of every process under this one (the RIE and the function runtimes), in MB."""
     total_kb = 0
     for pid in _children(os.getpid()):
+        if pid in SERVICE_PIDS:
+            continue
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -224,10 +230,12 @@ def run(*, requests: int, clients: int, fault_requests: int, model_dir: Path | N
 
 @contextmanager
 def usage_table() -> Iterator[dict[str, str]]:
-    """moto's DynamoDB on 127.0.0.1 with the usage table the functions meter into (as ``make demo`` has it: moto in
-    this process); yields the template parameters that point the functions at it. The sandboxes inherit the
-    endpoint variable."""
-    from moto.server import ThreadedMotoServer
+    """moto's DynamoDB on 127.0.0.1 with the usage table the functions meter into, in a process of its own (moto is
+    pure Python: in this process its work on the aggregator's transactions would take the GIL from the API server
+    being measured, where deployed the aggregator is another function and DynamoDB another service); yields the
+    template parameters that point the functions at it. The sandboxes inherit the endpoint variable; the moto
+    process is stopped, by its PID, however the run ends."""
+    import subprocess
 
     from modelfn_runtime.usage import USAGE_TABLE_ENV
 
@@ -238,11 +246,13 @@ def usage_table() -> Iterator[dict[str, str]]:
     for name, value in {"AWS_DEFAULT_REGION": DEFAULT_REGION, **FAKE_CREDENTIALS}.items():
         os.environ.setdefault(name, value)  # moto's, never real ones (LocalApp sets the same for the sandboxes)
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    SERVICE_PIDS.add(server.pid)
     previous = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
     try:
+        _wait_for_port(port, server, deadline_s=60)
         create_usage_table()
         yield {USAGE_TABLE_ENV: USAGE_TABLE}  # LocalApp then runs the log subscription into the aggregator
     finally:
@@ -250,7 +260,28 @@ def usage_table() -> Iterator[dict[str, str]]:
             os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
         else:
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = previous
-        server.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        SERVICE_PIDS.discard(server.pid)
+
+
+def _wait_for_port(port: int, process: Any, deadline_s: float) -> None:
+    """Until something accepts connections on 127.0.0.1:``port``; fails if ``process`` exits or the deadline passes."""
+    import socket
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto's server exited with {process.returncode} before it listened on port {port}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"moto's server did not listen on port {port} within {deadline_s:.0f} s")
 
 
 def unthrottled_key(server: Any, tenants_file: Path) -> dict[str, str]:
