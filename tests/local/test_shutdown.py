@@ -32,8 +32,8 @@ stop_on_signals(deadline_s=float(sys.argv[2]))
 config = SimpleNamespace(name="F", handler="app.lambda_handler", memory=128, timeout=30, code_abs_path=Path(sys.argv[1]),
                          env_vars=SimpleNamespace(resolve=dict))
 sandbox = Sandbox(config, sys.executable, rie=RIE_BINARY)
-print(sandbox.process.pid, flush=True)
-try:
+try:  # the pid is printed inside the try: a signal the test sends once it read it must land in here
+    print(sandbox.process.pid, flush=True)
     time.sleep(600)
 except KeyboardInterrupt:
     print("stopping", flush=True)
