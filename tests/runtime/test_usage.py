@@ -19,7 +19,6 @@ from moto import mock_aws
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-import usage_aggregator
 from modelfn_infra.catalog import usage_table_resource
 from modelfn_infra.local.sandbox import free_port
 from modelfn_runtime import handler
@@ -35,7 +34,22 @@ from modelfn_runtime.usage import (
     encode_delivery,
 )
 
+from ..conftest import REPO
 from .conftest import FEATURES, IDS, oip_inputs, post, rest_event
+
+
+def _function_module(name: str):
+    """A top-level module of the function package (``functions/inference/<name>.py``), as Lambda imports it: it is
+    the deployed handler file, not part of the installed ``modelfn_runtime`` package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "functions" / "inference" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+usage_aggregator = _function_module("usage_aggregator")
 
 TABLE = "modelfn-usage"
 GROUP = "/aws/lambda/ToyFunction"
