@@ -147,7 +147,7 @@ def build(
             properties["ContentUri"] = logical_id
             resource.pop("Metadata", None)
     images: dict[str, ImageBuild] = {}
-    for logical_id, resource in resources.items():
+    for logical_id, resource in list(resources.items()):  # a built image renames its function's version (_republish)
         if not _is_function(resource):
             continue
         properties = resource["Properties"]
