@@ -23,6 +23,7 @@ import yaml
 
 from modelfn_infra.build import build
 from modelfn_infra.catalog import Catalog, ModelEntry, dump_template, render_template
+from modelfn_infra.catalog.render import TemplateDumper
 from modelfn_infra.images import IMAGE_LIMIT
 
 from ..conftest import REPO
@@ -117,7 +118,8 @@ def test_gpu_image_serves_on_cpu_without_a_gpu_and_says_so(engine, digits_store,
     # (Runtime.MalformedHandlerName; not checkable against AWS's own base image here): the image runs as a plain one
     built["Properties"].pop("CapacityProviderConfig")
     local = tmp_path / "local.yaml"
-    local.write_text(yaml.safe_dump({**yaml.safe_load(result.template.read_text()), "Resources": resources}))
+    local.write_text(yaml.dump({**yaml.safe_load(result.template.read_text()), "Resources": resources},
+                               Dumper=TemplateDumper, sort_keys=False))  # OrderedDicts once SAM CLI parsed a template
     response, logs = _invoke(engine, tmp_path, local)
     warning = _log_line(logs, "this GPU image serves on CPUExecutionProvider")
     assert warning["level"] == "WARNING" and warning["message"].startswith("no NVIDIA driver here")
