@@ -249,7 +249,7 @@ def usage_table() -> Iterator[dict[str, str]]:
 
     from .demo import USAGE_TABLE, create_usage_table
     from .local.commands import DEFAULT_REGION, FAKE_CREDENTIALS
-    from .local.sandbox import free_port
+    from .local.sandbox import free_port, wait_listening
 
     for name, value in {"AWS_DEFAULT_REGION": DEFAULT_REGION, **FAKE_CREDENTIALS}.items():
         os.environ.setdefault(name, value)  # moto's, never real ones (LocalApp sets the same for the sandboxes)
@@ -260,7 +260,8 @@ def usage_table() -> Iterator[dict[str, str]]:
     previous = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_port(port, server, deadline_s=60)
+        if not wait_listening(port, lambda: server.poll() is None, deadline_s=60, interval_s=0.1):
+            raise RuntimeError(f"moto's server (exit status {server.poll()}) did not listen on port {port} within 60 s")
         create_usage_table()
         yield {USAGE_TABLE_ENV: USAGE_TABLE}  # LocalApp then runs the log subscription into the aggregator
     finally:
@@ -275,21 +276,6 @@ def usage_table() -> Iterator[dict[str, str]]:
             server.kill()
             server.wait()
         SERVICE_PIDS.discard(server.pid)
-
-
-def _wait_for_port(port: int, process: Any, deadline_s: float) -> None:
-    """Until something accepts connections on 127.0.0.1:``port``; fails if ``process`` exits or the deadline passes."""
-    import socket
-
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto's server exited with {process.returncode} before it listened on port {port}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"moto's server did not listen on port {port} within {deadline_s:.0f} s")
 
 
 def unthrottled_key(server: Any, tenants_file: Path) -> dict[str, str]:

@@ -35,11 +35,9 @@ def infer(url: str, key: str) -> int:
         return response.status
 
 
-@pytest.mark.slow
-def test_a_sandbox_killed_between_requests_loses_no_counted_request(digits_store, tmp_path, monkeypatch):
-    catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], [UsagePlanEntry("pro", rate_limit=100, burst_limit=100)])
-    template = tmp_path / "template.yaml"
-    template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
+@pytest.fixture
+def usage_table(monkeypatch):
+    """moto's DynamoDB on 127.0.0.1 with a new usage table; the sandboxes inherit its endpoint. Yields its client."""
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
@@ -48,33 +46,42 @@ def test_a_sandbox_killed_between_requests_loses_no_counted_request(digits_store
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
         client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
         create_table(client)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        tenants = LocalTenants(tmp_path / "tenants.json", plans=["pro"])
-        acme = tenants.create("acme", "pro")
-        env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE}, "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
-        with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
-                      log_stream=open(os.devnull, "w")) as app:
-            app.usage.interval_s = 3600  # no delivery by the clock: the lines wait in the subscription, not the sandbox
-            server = app.serve_api(port=0, tenants=tenants.path)
-            try:
-                answered = [infer(server.url, acme.key) for _ in range(3)]
-                (killed,) = app.runtime.sandbox_pids
-                os.killpg(killed, signal.SIGKILL)  # the whole sandbox: RIE and runtime, no chance to flush anything
-                deadline = time.monotonic() + 10
-                while not _exited(killed) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                answered += [infer(server.url, acme.key) for _ in range(2)]  # a fresh sandbox answers these
-                assert killed not in app.runtime.sandbox_pids
-            finally:
-                server.stop()
-            app.usage.flush()
-            app.usage.flush()  # a second delivery of nothing new changes nothing
-        rows = client.query(TableName=TABLE, KeyConditionExpression="tenant = :t",
-                            ExpressionAttributeValues={":t": {"S": acme.id}})["Items"]
-        assert answered == [200] * 5
-        assert [(int(r["requests"]["N"]), int(r["items"]["N"]), int(r["ok"]["N"])) for r in rows] == [(5, 15, 5)]
+        yield client
     finally:
         moto.stop()
+
+
+@pytest.mark.slow
+def test_a_sandbox_killed_between_requests_loses_no_counted_request(digits_store, tmp_path, usage_table):
+    catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], [UsagePlanEntry("pro", rate_limit=100, burst_limit=100)])
+    template = tmp_path / "template.yaml"
+    template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
+    client = usage_table
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    tenants = LocalTenants(tmp_path / "tenants.json", plans=["pro"])
+    acme = tenants.create("acme", "pro")
+    env = {"Parameters": {"MODELFN_USAGE_TABLE": TABLE}, "DigitsFunction": {"MODEL_URI": str(digits_store / "digits" / "1")}}
+    with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
+                  log_stream=open(os.devnull, "w")) as app:
+        app.usage.interval_s = 3600  # no delivery by the clock: the lines wait in the subscription, not the sandbox
+        server = app.serve_api(port=0, tenants=tenants.path)
+        try:
+            answered = [infer(server.url, acme.key) for _ in range(3)]
+            (killed,) = app.runtime.sandbox_pids
+            os.killpg(killed, signal.SIGKILL)  # the whole sandbox: RIE and runtime, no chance to flush anything
+            deadline = time.monotonic() + 10
+            while not _exited(killed) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            answered += [infer(server.url, acme.key) for _ in range(2)]  # a fresh sandbox answers these
+            assert killed not in app.runtime.sandbox_pids
+        finally:
+            server.stop()
+        app.usage.flush()
+        app.usage.flush()  # a second delivery of nothing new changes nothing
+    rows = client.query(TableName=TABLE, KeyConditionExpression="tenant = :t",
+                        ExpressionAttributeValues={":t": {"S": acme.id}})["Items"]
+    assert answered == [200] * 5
+    assert [(int(r["requests"]["N"]), int(r["items"]["N"]), int(r["ok"]["N"])) for r in rows] == [(5, 15, 5)]
 
 
 class FlakyClient:
@@ -111,28 +118,20 @@ def test_the_local_subscription_filters_batches_and_keeps_a_failed_delivery(tmp_
 
 
 @pytest.mark.slow
-def test_the_aggregator_function_runs_in_a_lambda_sandbox(tmp_path, monkeypatch):
+def test_the_aggregator_function_runs_in_a_lambda_sandbox(tmp_path, usage_table):
     """The template's UsageAggregatorFunction under the RIE: its handler, its environment, a redelivery."""
     from modelfn_runtime.usage import encode_delivery
 
     catalog = Catalog([ModelEntry("digits", "1", memory_mb=512)], [UsagePlanEntry("pro", rate_limit=100, burst_limit=100)])
     template = tmp_path / "template.yaml"
     template.write_text(dump_template(render_template(catalog, code_uri=str(REPO / "functions" / "inference"))))
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{port}")  # the sandbox inherits it
-        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}")
-        create_table(client)
-        lines = lines_of([record(tenant="acme"), record(tenant="acme", batch=2)])
-        event = encode_delivery("/modelfn/stack/functions/digits", "s", [(f"{i:056d}", 0, line) for i, line in enumerate(lines)])
-        env = {"UsageAggregatorFunction": {"MODELFN_USAGE_TABLE": TABLE}}
-        with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
-                      log_stream=open(os.devnull, "w")) as app:
-            assert app.invoke("UsageAggregatorFunction", event) == {"events": 2, "counted": 2, "duplicates": 0, "rejected": 0}
-            assert app.invoke("UsageAggregatorFunction", event)["duplicates"] == 2  # Lambda's retry of the same event
-        row = client.get_item(TableName=TABLE, Key={"tenant": {"S": "acme"}, "usage_key": {"S": "2026-11-28#toy#1"}})["Item"]
-        assert (row["requests"]["N"], row["items"]["N"]) == ("2", "6")
-    finally:
-        moto.stop()
+    client = usage_table
+    lines = lines_of([record(tenant="acme"), record(tenant="acme", batch=2)])
+    event = encode_delivery("/modelfn/stack/functions/digits", "s", [(f"{i:056d}", 0, line) for i, line in enumerate(lines)])
+    env = {"UsageAggregatorFunction": {"MODELFN_USAGE_TABLE": TABLE}}
+    with LocalApp(template, env_vars=env, parameter_overrides={"ModelBucket": "unused"},
+                  log_stream=open(os.devnull, "w")) as app:
+        assert app.invoke("UsageAggregatorFunction", event) == {"events": 2, "counted": 2, "duplicates": 0, "rejected": 0}
+        assert app.invoke("UsageAggregatorFunction", event)["duplicates"] == 2  # Lambda's retry of the same event
+    row = client.get_item(TableName=TABLE, Key={"tenant": {"S": "acme"}, "usage_key": {"S": "2026-11-28#toy#1"}})["Item"]
+    assert (row["requests"]["N"], row["items"]["N"]) == ("2", "6")

@@ -218,15 +218,11 @@ class Sandbox:
             return lines
 
     def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if not self.alive:
-                self.finish(0)
-                raise RuntimeError("the Lambda RIE exited at start:\n" + "\n".join(self._lines[-20:]))
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
+        if wait_listening(self.port, lambda: self.alive, deadline_s=10):
+            return
+        if not self.alive:
+            self.finish(0)
+            raise RuntimeError("the Lambda RIE exited at start:\n" + "\n".join(self._lines[-20:]))
         self.stop()
         raise RuntimeError(f"the Lambda RIE did not listen on 127.0.0.1:{self.port} within 10 s")
 
@@ -358,6 +354,17 @@ def _lambda_error_shape(payload: bytes) -> tuple[bytes, bool]:
 _LIVE: set[Sandbox] = set()
 """Every sandbox of this process not yet stopped (set operations are atomic under the GIL: no lock, so a signal
 handler can read it whatever the interrupted thread was doing)."""
+
+
+def wait_listening(port: int, alive: Callable[[], bool], *, deadline_s: float, interval_s: float = 0.02) -> bool:
+    """True once 127.0.0.1:``port`` accepts a connection; False as soon as ``alive()`` is false or at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and alive():
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(interval_s)
+    return False
 
 
 def kill_every_sandbox() -> list[int]:
